@@ -1,0 +1,1 @@
+"""Ray Serve applications: the FastAPI ingress with its wire dialects, and the ModelServer."""

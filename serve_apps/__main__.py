@@ -1,0 +1,41 @@
+"""Start the server on embedded defaults: a local Ray instance, SQLite, local artifacts, bundled model.
+
+    python -m serve_apps                 # http://127.0.0.1:8000
+    python -m serve_apps --port 9000 --host 0.0.0.0
+    RAY_ADDRESS=auto python -m serve_apps   # deploy onto a running cluster instead
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+
+import ray
+from ray import serve
+
+from serve_apps.app import build_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default=os.environ.get("TSFM_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("TSFM_PORT", "8000")))
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance")
+    args = p.parse_args(argv)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    address = os.environ.get("RAY_ADDRESS")
+    ray.init(address=address or "local", num_cpus=None if address else args.num_cpus)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    serve.run(build_app(), name="tsfm", route_prefix="/")
+    print(f"tsfm-cluster serving on http://{args.host}:{args.port}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    serve.shutdown()
+
+
+if __name__ == "__main__":
+    main()

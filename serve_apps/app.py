@@ -1,0 +1,29 @@
+"""Serve application builder: `serve run serve_apps.app:build_app` or a Serve config file's import_path."""
+
+from __future__ import annotations
+
+from ray import serve
+from ray.serve import Application
+
+from serve_apps.ingress import Ingress
+from serve_apps.model_server import ModelServer
+from serve_apps.settings import Settings
+
+
+def build_app(args: dict | None = None) -> Application:
+    """`args` override Settings fields (database_url, artifact_dir, use_gpu, min/max_replicas, ...)."""
+    settings = Settings.from_dict(args)
+    model_server = serve.deployment(
+        ModelServer,
+        name="ModelServer",
+        ray_actor_options={"num_cpus": 1, "num_gpus": 1 if settings.use_gpu else 0},
+        max_ongoing_requests=64,
+        autoscaling_config={
+            "min_replicas": settings.min_replicas,
+            "max_replicas": settings.max_replicas,
+            "target_ongoing_requests": 8,
+            "upscale_delay_s": 10,
+            "downscale_delay_s": 120,
+        },
+    )
+    return Ingress.bind(model_server.bind(settings.to_dict()), settings.to_dict())

@@ -1,0 +1,30 @@
+"""Bearer API keys mapped to organizations.
+
+With no keys configured (the embedded single-user default) every request, with or without a key,
+acts as organization "default"; with TSFM_API_KEYS set, a missing or unknown key is a 401.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from serve_apps.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Caller:
+    organization: str
+    key_hint: str
+
+
+def authenticate(request: Request, keys: dict[str, str]) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if not keys:
+        return Caller(organization="default", key_hint=token[-4:] if token else "anonymous")
+    if token not in keys:
+        raise ApiError(401, ["header", "authorization"], "missing or invalid API key", "unauthorized")
+    return Caller(organization=keys[token], key_hint=token[-4:])

@@ -1,0 +1,196 @@
+"""Nixtla TimeGPT v2 wire format: /v2/forecast, /v2/finetune, /v2/finetuned_models, /model_params.
+
+Series arrive flattened (`series.y` + `series.sizes`); exogenous features as rows of `X`
+(future features first, then historical ones) and `X_future` (future rows, n_series*h long).
+Prediction intervals are returned as `lo-{level}`/`hi-{level}` keys spelled exactly as the
+request sent the level, which is what the SDK's column naming relies on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from serve_apps.errors import invalid
+from serve_apps.registry import ModelRecord
+from tsfm_core.finetune import FinetuneConfig
+from tsfm_core.losses import LOSSES
+from tsfm_core.predict import ForecastRequest, ForecastResult
+from tsfm_core.series import Series
+
+MODEL_ID_PATTERN = r"^[a-zA-Z0-9\-_]{1,36}$"
+Loss = Literal["default", "mae", "mse", "rmse", "mape", "smape", "poisson"]
+Depth = Literal[1, 2, 3, 4, 5]
+assert set(Loss.__args__) == set(LOSSES)
+
+
+class NixtlaSeries(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    y: list[float | None] = Field(min_length=1)
+    sizes: list[int] = Field(min_length=1)
+    X: list[list[float | str | None]] | None = None
+    X_future: list[list[float | str | None]] | None = None
+    start_datetime: list[str] | None = None
+    categorical_exog: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _sizes_match(self) -> "NixtlaSeries":
+        if any(s < 1 for s in self.sizes):
+            raise ValueError("every entry of sizes must be >= 1")
+        if sum(self.sizes) != len(self.y):
+            raise ValueError(f"sizes add up to {sum(self.sizes)} but y has {len(self.y)} values")
+        return self
+
+
+class NixtlaForecastBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    series: NixtlaSeries
+    model: str = "timegpt-1"
+    h: int = Field(ge=1)
+    freq: str | None = None
+    clean_ex_first: bool = True
+    level: list[int | float] | None = None
+    finetune_steps: int = Field(default=0, ge=0)
+    finetune_depth: Depth = 1
+    finetune_loss: Loss = "default"
+    finetuned_model_id: str | None = Field(default=None, pattern=MODEL_ID_PATTERN)
+    feature_contributions: bool = False
+    multivariate: bool = False
+    hist_exog: list[int] | None = None
+    model_parameters: dict | None = None
+
+
+class NixtlaFinetuneBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    series: NixtlaSeries
+    freq: str
+    model: str = "timegpt-1"
+    finetune_steps: int = Field(default=10, gt=0)
+    finetune_loss: Loss = "default"
+    finetune_depth: Depth = 1
+    output_model_id: str | None = Field(default=None, pattern=MODEL_ID_PATTERN)
+    finetuned_model_id: str | None = Field(default=None, pattern=MODEL_ID_PATTERN)
+
+
+def split_series(series: NixtlaSeries) -> list[np.ndarray]:
+    y = np.array([np.nan if v is None else v for v in series.y], dtype=np.float32)
+    return np.split(y, np.cumsum(series.sizes)[:-1])
+
+
+def _numeric_rows(rows: list[list], loc: list) -> np.ndarray:
+    try:
+        return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise invalid(loc, "categorical (string) exogenous features are not supported; encode them as numbers") from None
+
+
+def _level_quantiles(levels: list[int | float]) -> list[float]:
+    qs = {0.5}
+    for lvl in levels:
+        qs |= {0.5 - lvl / 200, 0.5 + lvl / 200}
+    return sorted(qs)
+
+
+def to_forecast_request(body: NixtlaForecastBody, max_horizon: int) -> ForecastRequest:
+    s = body.series
+    loc = ["body"]
+    if body.h > max_horizon:
+        raise invalid(loc + ["h"], f"must be <= {max_horizon}", "less_than_equal")
+    if body.multivariate:
+        raise invalid(loc + ["multivariate"], "multivariate forecasting is not supported; send multivariate=false")
+    if body.feature_contributions:
+        raise invalid(loc + ["feature_contributions"], "feature contributions are not supported; send false")
+    for i, lvl in enumerate(body.level or []):
+        if not 0 <= lvl < 100:
+            raise invalid(loc + ["level", i], "levels must be in [0, 100)")
+    if s.categorical_exog:
+        raise invalid(loc + ["series", "categorical_exog"], "categorical exogenous features are not supported")
+    contexts = split_series(s)
+    n_series, n_points = len(contexts), len(s.y)
+    past = future = None
+    if s.X_future:
+        if not s.X or len(s.X) < len(s.X_future):
+            raise invalid(loc + ["series", "X"], "X must hold the history of every X_future feature (future features first)")
+        past = _numeric_rows(s.X[: len(s.X_future)], loc + ["series", "X"])
+        future = _numeric_rows(s.X_future, loc + ["series", "X_future"])
+        if past.shape[1] != n_points:
+            raise invalid(loc + ["series", "X"], f"each X row must have {n_points} values (one per y)")
+        if future.shape[1] != n_series * body.h:
+            raise invalid(loc + ["series", "X_future"], f"each X_future row must have n_series*h = {n_series * body.h} values")
+    elif s.X:
+        # Historical-only features carry no information about the horizon in a regression model;
+        # they are checked for shape and otherwise unused (weights_x reports 0 for them).
+        if any(len(row) != n_points for row in s.X):
+            raise invalid(loc + ["series", "X"], f"each X row must have {n_points} values (one per y)")
+    starts = s.start_datetime or [None] * n_series
+    if len(starts) != n_series:
+        raise invalid(loc + ["series", "start_datetime"], f"needs one entry per series ({n_series})")
+    series, offset = [], 0
+    for i, ctx in enumerate(contexts):
+        n = len(ctx)
+        kw = {}
+        if past is not None:
+            kw = dict(past_covariates=past[:, offset : offset + n].T,
+                      future_covariates=future[:, i * body.h : (i + 1) * body.h].T)
+        series.append(Series(values=ctx, **kw))
+        offset += n
+    return ForecastRequest(series=series, horizon=body.h, levels=_level_quantiles(body.level or []))
+
+
+def forecast_finetune(body: NixtlaForecastBody, max_steps: int) -> FinetuneConfig | None:
+    if body.finetune_steps == 0:
+        return None
+    if body.finetune_steps > max_steps:
+        raise invalid(["body", "finetune_steps"], f"must be <= {max_steps} in a forecast call; use /v2/finetune or a fine-tuning job")
+    return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)
+
+
+def _key(level: int | float) -> str:
+    return str(level)
+
+
+def forecast_response(body: NixtlaForecastBody, results: list[ForecastResult]) -> dict:
+    mean = np.concatenate([r.median[:, 0] for r in results]).tolist()
+    intervals = None
+    if body.level:
+        intervals = {}
+        for lvl in body.level:
+            lo, hi = 0.5 - lvl / 200, 0.5 + lvl / 200
+            for name, q in ((f"lo-{_key(lvl)}", lo), (f"hi-{_key(lvl)}", hi)):
+                idx = min(range(len(results[0].levels)), key=lambda j: abs(results[0].levels[j] - q))
+                intervals[name] = np.concatenate([r.quantiles[idx, :, 0] for r in results]).tolist()
+    weights_x = None
+    x_rows = len(body.series.X or [])
+    if x_rows:
+        weights = [r.covariate_weights[0] for r in results if r.covariate_weights is not None]
+        future_weights = np.mean(weights, axis=0) if weights else np.zeros(len(body.series.X_future or []))
+        weights_x = [float(w) for w in future_weights] + [0.0] * (x_rows - len(future_weights))
+    return {"mean": mean, "intervals": intervals, "weights_x": weights_x}
+
+
+def finetune_config(body: NixtlaFinetuneBody, max_steps: int) -> FinetuneConfig:
+    if body.finetune_steps > max_steps:
+        raise invalid(["body", "finetune_steps"], f"must be <= {max_steps}; use a fine-tuning job for longer runs")
+    return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)
+
+
+def finetuned_model_view(record: ModelRecord) -> dict:
+    return {
+        "id": record.id,
+        "created_at": dt.datetime.fromtimestamp(record.created_at, tz=dt.timezone.utc).isoformat(),
+        "created_by": record.created_by,
+        "base_model_id": record.base_model_id,
+        "model": record.params.get("requested_model", record.base_model_id),
+        "freq": record.freq or "",
+        "steps": record.steps,
+        "depth": record.depth,
+        "loss": record.loss,
+        "status": record.status,
+        "source": record.source,
+    }

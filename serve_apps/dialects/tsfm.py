@@ -1,0 +1,220 @@
+"""TSFM.ai-style `/v1/forecast`: canonical {model, inputs, parameters} requests and batch requests."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from serve_apps.errors import ApiError, invalid
+from tsfm_core.predict import ForecastRequest, ForecastResult
+from tsfm_core.series import Series
+
+Number = float | None
+
+
+class SeriesInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    target: list[list[Number]]
+    start: str | None = None
+    past_covariates: dict[str, list[Number]] = Field(default_factory=dict)
+    future_covariates: dict[str, list[float]] = Field(default_factory=dict)
+    static_covariates: dict[str, float] = Field(default_factory=dict)
+    metadata: Any = None
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _two_dimensional(cls, v: Any) -> Any:
+        if isinstance(v, list) and v and not all(isinstance(row, list) for row in v):
+            raise ValueError("target must be 2-D [time][channels]; wrap univariate values as [[v1], [v2], ...]")
+        return v
+
+    @field_validator("target")
+    @classmethod
+    def _rectangular(cls, v: list[list[Number]]) -> list[list[Number]]:
+        if not v:
+            raise ValueError("target must contain at least one time step")
+        width = len(v[0])
+        if width == 0:
+            raise ValueError("target rows must have at least one channel")
+        for i, row in enumerate(v):
+            if len(row) != width:
+                raise ValueError(f"target row {i} has {len(row)} channels, row 0 has {width}")
+        if all(x is None for row in v for x in row):
+            raise ValueError("target has no observed values (all null)")
+        if any(x is not None and not math.isfinite(x) for row in v for x in row):
+            raise ValueError("target values must be finite numbers or null")
+        return v
+
+
+class ForecastParameters(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prediction_length: int = Field(ge=1)
+    frequency: str | None = None
+    quantile_levels: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=99)
+    num_samples: int | None = Field(default=None, ge=1, le=1000)
+    context_length: int | None = Field(default=None, ge=1)
+    sensitivity: float | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+
+    @field_validator("quantile_levels")
+    @classmethod
+    def _levels(cls, v: list[float]) -> list[float]:
+        if any(not 0 < q < 1 for q in v):
+            raise ValueError("quantile levels must be strictly between 0 and 1")
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("quantile levels must be in strictly ascending order")
+        return v
+
+    @field_validator("frequency")
+    @classmethod
+    def _frequency(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            pd.tseries.frequencies.to_offset(v)
+        except (ValueError, TypeError):
+            raise ValueError(f"{v!r} is not a pandas offset alias (e.g. D, h, 15min, W, MS, QS)") from None
+        return v
+
+
+class ForecastBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    inputs: list[SeriesInput] = Field(min_length=1)
+    parameters: ForecastParameters
+    metadata: Any = None
+
+
+def parse_forecast(body: Any) -> ForecastBody:
+    """Raises pydantic.ValidationError (locations relative to the body)."""
+    return ForecastBody.model_validate(body)
+
+
+def _parse_start(value: str, loc: list) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise invalid(loc, f"{value!r} is not an ISO date/time") from None
+
+
+def _as_array(values: list[Number]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def to_request(body: ForecastBody, loc: list, max_points: int, max_horizon: int) -> ForecastRequest:
+    """Cross-field checks (each error names its field) and conversion to the internal request."""
+    params = body.parameters
+    h = params.prediction_length
+    if h > max_horizon:
+        raise invalid(loc + ["parameters", "prediction_length"], f"must be <= {max_horizon}", "less_than_equal")
+    for name in ("temperature", "top_p"):
+        if getattr(params, name) is not None:
+            raise invalid(loc + ["parameters", name], f"INVALID_ARGUMENT: model {body.model!r} does not support {name}")
+    points = sum(len(s.target) * len(s.target[0]) for s in body.inputs)
+    if points > max_points:
+        raise ApiError(413, loc + ["inputs"], f"request has {points} points; the limit is {max_points}", "too_large")
+    series = []
+    for i, s in enumerate(body.inputs):
+        here = loc + ["inputs", i]
+        values = np.array([[np.nan if x is None else x for x in row] for row in s.target], dtype=np.float32)
+        t = len(values)
+        for name, cov in s.past_covariates.items():
+            if len(cov) != t:
+                raise invalid(here + ["past_covariates", name], f"has {len(cov)} values; target has {t} time steps")
+        for name, cov in s.future_covariates.items():
+            if len(cov) < h:
+                raise invalid(here + ["future_covariates", name], f"has {len(cov)} values; prediction_length is {h}")
+            if name not in s.past_covariates:
+                raise invalid(here + ["future_covariates", name],
+                              "a future covariate needs its history in past_covariates to be used")
+        # Covariates known in both the past and the future drive the regression.
+        names = [n for n in s.future_covariates if n in s.past_covariates]
+        past = np.stack([_as_array(s.past_covariates[n]) for n in names], axis=1) if names else None
+        future = np.stack([np.asarray(s.future_covariates[n][:h], dtype=np.float64) for n in names], axis=1) if names else None
+        start = _parse_start(s.start, here + ["start"]) if s.start is not None else None
+        series.append(Series(values=values, start=start, freq=params.frequency, past_covariates=past,
+                             future_covariates=future, covariate_names=names,
+                             static_covariates=dict(s.static_covariates), metadata=s.metadata))
+    levels = sorted(set(params.quantile_levels) | {0.5})
+    return ForecastRequest(series=series, horizon=h, levels=levels, context_length=params.context_length)
+
+
+def _iso(ts: pd.Timestamp) -> str:
+    text = ts.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _samples(result: ForecastResult, n: int, rng: np.random.Generator) -> list:
+    """Draws from each step's predictive distribution by inverting the interpolated quantile function."""
+    levels = np.asarray(result.levels)
+    u = rng.uniform(levels[0], levels[-1], size=(n, result.quantiles.shape[1], result.quantiles.shape[2]))
+    out = np.empty_like(u)
+    for t in range(u.shape[1]):
+        for c in range(u.shape[2]):
+            out[:, t, c] = np.interp(u[:, t, c], levels, result.quantiles[:, t, c])
+    return out.round(6).tolist()
+
+
+def build_response(body: ForecastBody, request: ForecastRequest, results: list[ForecastResult],
+                   served_by: str, started: float, max_context: int) -> dict:
+    params = body.parameters
+    wanted = params.quantile_levels
+    h = params.prediction_length
+    outputs = []
+    rng = np.random.default_rng(0)
+    for s, r in zip(request.series, results):
+        index = {q: i for i, q in enumerate(r.levels)}
+        out: dict[str, Any] = {
+            "mean": r.median.round(6).tolist(),
+            "quantile_predictions": [{"level": q, "values": r.quantiles[index[q]].round(6).tolist()} for q in wanted],
+        }
+        if params.num_samples:
+            out["samples"] = _samples(r, params.num_samples, rng)
+        stamps = s.future_timestamps(h)
+        if stamps is not None:
+            out["timestamps"] = [_iso(t) for t in stamps]
+        if r.truncated_from is not None:
+            out["truncated_from"] = r.truncated_from
+        out["metadata"] = s.metadata
+        outputs.append(out)
+    input_points = sum(s.length for s in request.series)
+    input_tokens = sum(s.length * s.n_channels + (0 if s.past_covariates is None else s.past_covariates.size)
+                       for s in request.series)
+    output_tokens = sum(h * s.n_channels * len(wanted) for s in request.series)
+    response: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "object": "forecast",
+        "created": int(time.time()),
+        "model": body.model,
+        "served_model": served_by,
+        "provider": "tsfm-cluster",
+        "horizon": h,
+        "prediction_length": h,
+        "quantile_levels": wanted,
+        "input_points": input_points,
+        "outputs": outputs,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                  "total_tokens": input_tokens + output_tokens},
+    }
+    truncated = [r.truncated_from for r in results if r.truncated_from is not None]
+    if truncated:
+        response["truncated_from"] = max(truncated)
+        response["max_context_length"] = min(params.context_length or max_context, max_context)
+    response["latency_ms"] = round((time.time() - started) * 1000, 2)
+    if body.metadata is not None:
+        response["metadata"] = body.metadata
+    return response
+
+
+def validation_detail(exc: ValidationError, prefix: list) -> list[dict]:
+    return [{"loc": prefix + list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]

@@ -1,0 +1,82 @@
+"""ModelServer: the Ray Serve deployment that holds models and runs inference and short finetunes.
+
+The base model loads once per replica; finetuned models are multiplexed (`@serve.multiplexed`,
+LRU per replica, requests routed by model id) and concurrent forecast calls are coalesced into
+one model pass with `@serve.batch`. Model work runs in a thread so the replica keeps accepting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+import torch
+from ray import serve
+
+from serve_apps.jobs import FinetuneJob, ForecastJob
+from serve_apps.registry import Registry
+from serve_apps.settings import Settings
+from tsfm_core.checkpoint import save_finetuned
+from tsfm_core.finetune import finetuned_copy
+from tsfm_core.predict import Forecaster, ForecastResult
+
+log = logging.getLogger("ray.serve")
+
+
+class ModelServer:
+    def __init__(self, settings: dict):
+        self.settings = Settings.from_dict(settings)
+        self.registry = Registry(self.settings.database_url, self.settings.artifact_dir)
+        self.device = "cuda" if self.settings.use_gpu and torch.cuda.is_available() else "cpu"
+        # Per-replica options that the deployment config decides.
+        self.forecast_batch.set_max_batch_size(self.settings.max_batch_size)
+        self.forecast_batch.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
+        self.batches_run = 0
+        self.requests_batched = 0
+
+    @serve.multiplexed(max_num_models_per_replica=8)
+    async def get_model(self, model_id: str) -> Forecaster:
+        from tsfm_core.checkpoint import load_model
+
+        directory = self.registry.model_dir(model_id)
+        model = await asyncio.to_thread(load_model, directory, self.registry.model_dir, self.device)
+        log.info("loaded model %s from %s", model_id, directory)
+        return Forecaster(model, device=self.device)
+
+    async def forecast(self, job: ForecastJob) -> list[ForecastResult]:
+        model_id = serve.get_multiplexed_model_id()
+        forecaster = await self.get_model(model_id)
+        if job.finetune is not None:
+            tuned, _ = await asyncio.to_thread(finetuned_copy, forecaster.model, [s.values[:, 0] for s in job.request.series], job.finetune)
+            results = await asyncio.to_thread(Forecaster(tuned, device=self.device).forecast_many, [job.request])
+            return results[0]
+        return await self.forecast_batch((model_id, job))
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def forecast_batch(self, items: list[tuple[str, ForecastJob]]) -> list[list[ForecastResult]]:
+        """Coalesces concurrent requests: one model pass per model id present in the batch."""
+        self.batches_run += 1
+        self.requests_batched += len(items)
+        by_model: dict[str, list[int]] = defaultdict(list)
+        for i, (model_id, _) in enumerate(items):
+            by_model[model_id].append(i)
+        results: list = [None] * len(items)
+        for model_id, indexes in by_model.items():
+            forecaster = await self.get_model(model_id)
+            outs = await asyncio.to_thread(forecaster.forecast_many, [items[i][1].request for i in indexes])
+            for i, out in zip(indexes, outs):
+                results[i] = out
+        return results
+
+    async def finetune(self, job: FinetuneJob) -> int:
+        """Trains a finetuned copy of the multiplexed model and writes its checkpoint; returns points seen."""
+        base_id = serve.get_multiplexed_model_id()
+        forecaster = await self.get_model(base_id)
+        tuned, points = await asyncio.to_thread(finetuned_copy, forecaster.model, job.series, job.config)
+        await asyncio.to_thread(save_finetuned, tuned, job.output_dir, base_id,
+                                self.registry.model_dir(base_id), job.config, job.metadata)
+        return points
+
+    async def stats(self) -> dict:
+        return {"batches_run": self.batches_run, "requests_batched": self.requests_batched, "device": self.device}

