@@ -20,7 +20,7 @@ import torch
 
 from tsfm_core.checkpoint import load_model
 from tsfm_core.datasets import load_series
-from tsfm_core.finetune import FinetuneConfig, make_optimizer, prepare_for_finetune, train_step
+from tsfm_core.finetune import EarlyStopper, FinetuneConfig, make_optimizer, prepare_for_finetune, train_step
 from tsfm_core.model import SIZES, ModelConfig, PatchTransformer, init_weights
 from tsfm_core.synthetic import generate_pool
 from tsfm_core.windows import sample_batch
@@ -94,6 +94,8 @@ def train_loop_per_worker(cfg: dict) -> None:
     loss_name = finetune.loss if finetune else "default"
     every = max(1, int(cfg.get("checkpoint_every", 50)))
     fail_at = cfg.get("inject_failure_at_step")
+    stopper = EarlyStopper(finetune.early_stopping_patience, finetune.early_stopping_threshold) if finetune else None
+    recent: list[float] = []
     for step in range(start_step + 1, cfg["steps"] + 1):
         if fail_at is not None and step == fail_at and checkpoint is None:
             # Fault injection for tests and drills: die like a killed worker, without cleanup.
@@ -104,7 +106,13 @@ def train_loop_per_worker(cfg: dict) -> None:
         loss = train_step(model, optimizer, batch, loss_name)
         record = {"step": step, "loss": loss, "points": batch.n_points * world, "resumed_from": start_step}
         history.append(record)
+        recent.append(loss)
         last = step == cfg["steps"]
+        if stopper and step % finetune.eval_every == 0:
+            # Every worker takes the same decision (mean loss over workers), so report counts match.
+            last = last or stopper.should_stop(_mean_over_workers(float(np.mean(recent)), world))
+            record["early_stopped"] = last and step < cfg["steps"]
+            recent = []
         if step % every == 0 or last:
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
@@ -112,8 +120,18 @@ def train_loop_per_worker(cfg: dict) -> None:
                     _save_state(Path(tmp), _unwrap(model), optimizer, step, history)
                     ckpt = ray.train.Checkpoint.from_directory(tmp)
                 ray.train.report(record, checkpoint=ckpt)
+            if last:
+                break
         elif cfg.get("report_every_step", True):
             ray.train.report(record)
+
+
+def _mean_over_workers(value: float, world: int) -> float:
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / world
 
 
 def load_history(checkpoint_dir: str | Path) -> list[dict]:

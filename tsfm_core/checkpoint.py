@@ -86,7 +86,7 @@ def load_model(directory: str | Path = BASE_MODEL_DIR,
         model = PatchTransformer(ModelConfig.from_dict(config["model"]))
         model.load_state_dict(state)
     else:
-        base_dir = (resolve_base or _bundled_only)(config["base_model"])
+        base_dir = (resolve_base or _sibling_resolver(directory))(config["base_model"])
         if file_digest(base_dir / WEIGHTS_FILE) != config["base_digest"]:
             raise CheckpointError(f"base model {config['base_model']} weights changed since finetuning")
         model = load_model(base_dir, resolve_base, device)
@@ -100,7 +100,16 @@ def load_model(directory: str | Path = BASE_MODEL_DIR,
     return model.to(device).eval()
 
 
-def _bundled_only(model_id: str) -> Path:
-    if model_id != BASE_MODEL_ID:
+def _sibling_resolver(directory: Path) -> Callable[[str], Path]:
+    """Default base lookup: the bundled model, else a sibling directory named by the id (the
+    artifact store keeps every model under one folder, so chains of finetunes resolve)."""
+
+    def resolve(model_id: str) -> Path:
+        if model_id == BASE_MODEL_ID:
+            return BASE_MODEL_DIR
+        sibling = directory.parent / model_id
+        if (sibling / CONFIG_FILE).exists():
+            return sibling
         raise CheckpointError(f"unknown base model {model_id!r}")
-    return BASE_MODEL_DIR
+
+    return resolve
