@@ -11,6 +11,10 @@ def _home() -> Path:
     return Path(os.environ.get("TSFM_HOME", Path.home() / ".tsfm"))
 
 
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
 @dataclass
 class Settings:
     home: str = field(default_factory=lambda: str(_home()))
@@ -24,10 +28,10 @@ class Settings:
     max_models_per_replica: int = 8
     max_batch_size: int = 32
     batch_wait_timeout_s: float = 0.005
-    max_body_bytes: int = 64 * 1024 * 1024
-    max_points: int = 5_000_000
+    max_body_bytes: int = field(default_factory=lambda: _env_int("TSFM_MAX_BODY_BYTES", 64 * 1024 * 1024))
+    max_points: int = field(default_factory=lambda: _env_int("TSFM_MAX_POINTS", 5_000_000))
     max_prediction_length: int = 4096
-    max_sync_finetune_steps: int = 500
+    max_sync_finetune_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_SYNC_FINETUNE_STEPS", 500))
 
     def __post_init__(self) -> None:
         home = Path(self.home)

@@ -15,3 +15,23 @@ def seasonal_series(n: int, period: int = 12, noise: float = 0.5, seed: int = 0,
     r = np.random.default_rng(seed)
     t = np.arange(n)
     return (level + 10 * np.sin(2 * np.pi * t / period) + 0.05 * t + r.normal(0, noise, n)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One real server for the session: local Ray (2 CPUs), SQLite, local artifacts, bundled model."""
+    from tests.server import ServerProcess
+
+    proc = ServerProcess(tmp_path_factory.mktemp("tsfm-home"),
+                         env={"TSFM_MAX_BODY_BYTES": str(8 * 1024 * 1024), "TSFM_MAX_POINTS": "400000",
+                              "TSFM_MAX_REPLICAS": "1"}).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def http(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client

@@ -1,0 +1,130 @@
+"""The unmodified nixtla SDK (NixtlaClient) against the real server, plus raw /v2 validation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from nixtla import NixtlaClient
+
+from tests.conftest import seasonal_series
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return NixtlaClient(api_key="test-key", base_url=server.url, max_retries=1)
+
+
+def _df(n_series=2, n=80):
+    frames = [pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2024-01-01", periods=n, freq="D"),
+                            "y": seasonal_series(n, period=7, seed=i)}) for i in range(n_series)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_model_params(http):
+    r = http.get("/model_params", params={"model": "timegpt-1", "freq": "D"})
+    assert r.status_code == 200
+    assert r.json() == {"detail": {"input_size": 512, "horizon": 32}}
+    assert http.get("/model_params", params={"model": "nope"}).status_code == 404
+
+
+def test_sdk_forecast_with_levels_and_quantiles(client):
+    df = _df()
+    fc = client.forecast(df=df, h=7, freq="D", level=[80, 95])
+    assert list(fc.columns) == ["unique_id", "ds", "TimeGPT", "TimeGPT-hi-80", "TimeGPT-hi-95", "TimeGPT-lo-80", "TimeGPT-lo-95"]
+    assert len(fc) == 14
+    assert (fc["TimeGPT-lo-95"] <= fc["TimeGPT-lo-80"]).all() and (fc["TimeGPT-lo-80"] <= fc["TimeGPT"]).all()
+    assert (fc["TimeGPT"] <= fc["TimeGPT-hi-80"]).all() and (fc["TimeGPT-hi-80"] <= fc["TimeGPT-hi-95"]).all()
+    assert fc["ds"].min() == pd.Timestamp("2024-03-21")
+    q = client.forecast(df=df, h=7, freq="D", quantiles=[0.1, 0.5, 0.9])
+    assert {"TimeGPT-q-10", "TimeGPT-q-50", "TimeGPT-q-90"} <= set(q.columns)
+    assert np.allclose(q["TimeGPT-q-50"], fc["TimeGPT"])
+
+
+def test_sdk_forecast_with_exogenous_features(client):
+    df = _df()
+    rng = np.random.default_rng(0)
+    df["promo"] = rng.integers(0, 2, len(df)).astype(float)
+    df["y"] += 20 * df["promo"]
+    future = pd.DataFrame({"unique_id": np.repeat(["s0", "s1"], 7),
+                           "ds": list(pd.date_range("2024-03-21", periods=7, freq="D")) * 2,
+                           "promo": [1.0, 0.0] * 7})
+    fc = client.forecast(df=df, X_df=future, h=7, freq="D")
+    assert len(fc) == 14 and np.isfinite(fc["TimeGPT"]).all()
+    weights = client.weights_x
+    assert list(weights["features"]) == ["promo"] and weights["weights"].iloc[0] > 0
+    promo = future["promo"].to_numpy() == 1.0
+    assert fc["TimeGPT"].to_numpy()[promo].mean() > fc["TimeGPT"].to_numpy()[~promo].mean() + 10
+
+
+def test_sdk_finetune_list_use_and_delete(client):
+    df = _df()
+    model_id = client.finetune(df=df, freq="D", finetune_steps=5, finetune_depth=2, finetune_loss="mae",
+                               output_model_id="sdk-model-1")
+    assert model_id == "sdk-model-1"
+    listed = client.finetuned_models()
+    assert "sdk-model-1" in [m.id for m in listed]
+    info = client.finetuned_model("sdk-model-1")
+    assert (info.steps, info.depth, info.loss, info.base_model_id) == (5, 2, "mae", "tsfm-base")
+    base = client.forecast(df=df, h=7, freq="D")
+    tuned = client.forecast(df=df, h=7, freq="D", finetuned_model_id="sdk-model-1")
+    assert not np.allclose(base["TimeGPT"], tuned["TimeGPT"])
+    # A further finetune on top of the finetuned model.
+    child = client.finetune(df=df, freq="D", finetune_steps=3, finetuned_model_id="sdk-model-1")
+    assert client.finetuned_model(child).base_model_id == "sdk-model-1"
+    assert len(client.forecast(df=df, h=3, freq="D", finetuned_model_id=child)) == 6
+    assert client.delete_finetuned_model(child) is True
+    assert client.delete_finetuned_model("sdk-model-1") is True
+    assert "sdk-model-1" not in [m.id for m in client.finetuned_models()]
+
+
+def test_sdk_forecast_with_inline_finetune_steps(client):
+    df = _df()
+    fc = client.forecast(df=df, h=7, freq="D", finetune_steps=5, finetune_depth=3, finetune_loss="smape")
+    assert len(fc) == 14 and np.isfinite(fc["TimeGPT"]).all()
+
+
+def test_large_bodies_arrive_zstd_compressed(client):
+    # Over 1 MB the SDK compresses the body with zstd; the server must decode it.
+    df = _df(n_series=120, n=1000)
+    fc = client.forecast(df=df, h=2, freq="D", level=[50], finetune_steps=1)
+    assert len(fc) == 240
+
+
+def test_duplicate_output_model_id_and_unknown_parent(http):
+    body = {"series": {"y": [float(v) for v in seasonal_series(40)], "sizes": [40]}, "freq": "D", "finetune_steps": 2,
+            "output_model_id": "dup-model"}
+    assert http.post("/v2/finetune", json=body).status_code == 200
+    r = http.post("/v2/finetune", json=body)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "output_model_id"]
+    r = http.post("/v2/finetune", json={**body, "output_model_id": None, "finetuned_model_id": "missing"})
+    assert r.status_code == 404 and r.json()["detail"][0]["loc"] == ["body", "finetuned_model_id"]
+    assert http.get("/v2/finetuned_models/missing").status_code == 404
+    assert http.delete("/v2/finetuned_models/missing").status_code == 404
+
+
+NIXTLA_BAD = [
+    ({"series": {"y": [1.0, 2.0, 3.0], "sizes": [2]}}, ["body", "series"]),
+    ({"h": 0}, ["body", "h"]),
+    ({"finetune_depth": 7}, ["body", "finetune_depth"]),
+    ({"finetune_loss": "huber"}, ["body", "finetune_loss"]),
+    ({"level": [120]}, ["body", "level", 0]),
+    ({"multivariate": True}, ["body", "multivariate"]),
+    ({"finetuned_model_id": "bad id!"}, ["body", "finetuned_model_id"]),
+    ({"series": {"y": [1.0, 2.0, 3.0], "sizes": [3], "X": [[1.0, 2.0]], "X_future": [[1.0]]}}, ["body", "series", "X"]),
+    ({"series": {"y": [1.0, 2.0, 3.0], "sizes": [3], "X": [[1.0, 2.0, 3.0]], "X_future": [[1.0]]}}, ["body", "series", "X_future"]),
+    ({"finetune_steps": 100000}, ["body", "finetune_steps"]),
+]
+
+
+@pytest.mark.parametrize("patch,loc", NIXTLA_BAD)
+def test_v2_forecast_validation(http, patch, loc):
+    body = {"series": {"y": [1.0, 2.0, 3.0], "sizes": [3]}, "model": "timegpt-1", "h": 2, "freq": "D"}
+    body.update(patch)
+    r = http.post("/v2/forecast", json=body)
+    assert r.status_code == 422, r.text
+    assert any(d["loc"][: len(loc)] == loc for d in r.json()["detail"]), r.json()
+
+
+def test_v2_finetune_validation(http):
+    r = http.post("/v2/finetune", json={"series": {"y": [1.0], "sizes": [1]}, "finetune_steps": 0})
+    locs = [d["loc"] for d in r.json()["detail"]]
+    assert r.status_code == 422 and ["body", "freq"] in locs and ["body", "finetune_steps"] in locs
