@@ -20,7 +20,7 @@ def seasonal_series(n: int, period: int = 12, noise: float = 0.5, seed: int = 0,
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One real server for the session: local Ray (2 CPUs), SQLite, local artifacts, bundled model."""
-    from tests.server import ServerProcess
+    from serve_apps.local_server import ServerProcess
 
     proc = ServerProcess(tmp_path_factory.mktemp("tsfm-home"),
                          env={"TSFM_MAX_BODY_BYTES": str(8 * 1024 * 1024), "TSFM_MAX_POINTS": "400000",

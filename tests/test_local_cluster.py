@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import seasonal_series
-from tests.server import free_port
+from serve_apps.local_server import free_port
 from tsfm_core.checkpoint import load_model, read_config
 from tsfm_core.datasets import write_series
 

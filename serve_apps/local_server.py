@@ -1,4 +1,5 @@
-"""Starts the real server (`python -m serve_apps`, the README command) on a free port for tests."""
+"""Runs the real server (`python -m serve_apps`, the README command) as a subprocess on a free
+port: used by the tests and the benchmarks."""
 
 from __future__ import annotations
 
