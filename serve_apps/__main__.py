@@ -18,6 +18,16 @@ from ray import serve
 from serve_apps.app import build_app
 
 
+def _start_local_ray(port: int, num_cpus: int | None):
+    """A private local Ray instance with its own temp dir. Ray Jobs resolve their driver's cluster
+    as "auto" from the temp dir's address file, which `ray.init` does not write (only `ray start`
+    does): write it, so fine-tuning jobs find this cluster even when others run on the machine."""
+    temp_dir = os.environ.get("TSFM_RAY_TEMP_DIR", f"/tmp/tsfm-ray-{port}")
+    context = ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir)
+    ray._private.utils.write_ray_address(context.address_info["gcs_address"], temp_dir)
+    return context
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default=os.environ.get("TSFM_HOST", "127.0.0.1"))
@@ -26,7 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     address = os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or "local", num_cpus=None if address else args.num_cpus)
+    if address:
+        context = ray.init(address=address)
+    else:
+        context = _start_local_ray(args.port, args.num_cpus)
+    if context.dashboard_url:  # the Ray Jobs API the job manager submits fine-tuning runs to
+        os.environ.setdefault("TSFM_RAY_DASHBOARD_URL", f"http://{context.dashboard_url}")
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(build_app(), name="tsfm", route_prefix="/")
     print(f"tsfm-cluster serving on http://{args.host}:{args.port}", flush=True)

@@ -6,6 +6,7 @@ from ray import serve
 from ray.serve import Application
 
 from serve_apps.ingress import Ingress
+from serve_apps.job_manager import JobManager
 from serve_apps.model_server import ModelServer
 from serve_apps.settings import Settings
 
@@ -16,7 +17,7 @@ def build_app(args: dict | None = None) -> Application:
     model_server = serve.deployment(
         ModelServer,
         name="ModelServer",
-        ray_actor_options={"num_cpus": 1, "num_gpus": 1 if settings.use_gpu else 0},
+        ray_actor_options={"num_cpus": settings.model_server_cpus, "num_gpus": 1 if settings.use_gpu else 0},
         max_ongoing_requests=64,
         autoscaling_config={
             "min_replicas": settings.min_replicas,
@@ -26,4 +27,6 @@ def build_app(args: dict | None = None) -> Application:
             "downscale_delay_s": 120,
         },
     )
-    return Ingress.bind(model_server.bind(settings.to_dict()), settings.to_dict())
+    # One replica: it owns the reconcile loop for every job (state lives in the database).
+    job_manager = serve.deployment(JobManager, name="JobManager", num_replicas=1, ray_actor_options={"num_cpus": 0})
+    return Ingress.bind(model_server.bind(settings.to_dict()), job_manager.bind(settings.to_dict()), settings.to_dict())

@@ -6,11 +6,12 @@ catalog and registry, and hand internal jobs to the ModelServer deployment.
 
 
 import asyncio
+import shutil
 import time
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from ray import serve
@@ -18,11 +19,14 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_apps.auth import Caller, authenticate
 from serve_apps.catalog import CATALOG
-from serve_apps.dialects import nixtla, tsfm
+from serve_apps.dialects import cohere, nixtla, openai, tsfm
 from serve_apps.errors import ApiError, install_error_handlers, invalid, not_found
+from serve_apps.files import FileNotFound, FileRecord, FileStore, InvalidFile
+from serve_apps.job_manager import job_dir
+from serve_apps.job_store import ACTIVE, JobNotFound, JobRecord, JobStore
 from serve_apps.jobs import FinetuneJob, ForecastJob
 from serve_apps.middleware import BodyMiddleware
-from serve_apps.registry import ModelNotFound, Registry, new_model_id
+from serve_apps.registry import ModelNotFound, ModelRecord, Registry, new_model_id
 from serve_apps.settings import Settings
 from tsfm_core.checkpoint import read_config
 
@@ -34,13 +38,16 @@ app.add_middleware(BodyMiddleware, max_bytes=Settings().max_body_bytes)
 ERROR_CODES = {401: "UNAUTHENTICATED", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 422: "INVALID_ARGUMENT"}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, model_server: DeploymentHandle, settings: dict):
+    def __init__(self, model_server: DeploymentHandle, job_manager: DeploymentHandle, settings: dict):
         self.settings = Settings.from_dict(settings)
         self.registry = Registry(self.settings.database_url, self.settings.artifact_dir)
+        self.files = FileStore(self.settings.database_url, self.settings.artifact_dir)
+        self.jobs = JobStore(self.settings.database_url)
         self.model_server = model_server
+        self.job_manager = job_manager
         self.keys = self.settings.api_key_map()
         self.max_context = read_config(CATALOG.entries["tsfm-base"].path)["model"]["max_context"]
         self.output_patch_len = read_config(CATALOG.entries["tsfm-base"].path)["model"]["output_patch_len"]
@@ -50,14 +57,32 @@ class Ingress:
         return authenticate(request, self.keys)
 
     def resolve(self, name: str, caller: Caller, loc: list) -> str:
-        """A client-facing model name -> the id the ModelServer multiplexes on."""
+        """A client-facing model name -> the id the ModelServer multiplexes on (ready models only)."""
         entry = CATALOG.lookup(name)
         if entry is not None:
             return entry.id
+        record = self.own_model(name, caller, loc)
+        if record.status != "ready":
+            raise ApiError(409, loc, f"model {name!r} is not ready (status {record.status})", "not_ready")
+        return record.id
+
+    def own_model(self, model_id: str, caller: Caller, loc: list) -> ModelRecord:
         try:
-            return self.registry.get(name, caller.organization).id
+            return self.registry.get(model_id, caller.organization)
         except ModelNotFound:
-            raise not_found(loc, f"model {name!r}") from None
+            raise not_found(loc, f"model {model_id!r}") from None
+
+    def own_file(self, file_id: str, caller: Caller, loc: list) -> FileRecord:
+        try:
+            return self.files.get(file_id, caller.organization)
+        except FileNotFound:
+            raise not_found(loc, f"file {file_id!r}") from None
+
+    def own_job(self, job_id: str, caller: Caller) -> JobRecord:
+        try:
+            return self.jobs.get(job_id, caller.organization)
+        except JobNotFound:
+            raise not_found(["path", "job_id"], f"fine-tuning job {job_id!r}") from None
 
     async def run_forecast(self, model_id: str, job: ForecastJob):
         return await self.model_server.options(multiplexed_model_id=model_id).forecast.remote(job)
@@ -191,12 +216,196 @@ class Ingress:
 
     @app.delete("/v2/finetuned_models/{model_id}", status_code=204)
     async def nixtla_delete_finetuned_model(self, model_id: str, request: Request) -> Response:
-        caller = self.caller(request)
-        try:
-            self.registry.delete(model_id, caller.organization)
-        except ModelNotFound:
-            raise not_found(["path", "model_id"], f"finetuned model {model_id!r}") from None
+        await self._delete_model(model_id, self.caller(request))
         return Response(status_code=204)
+
+    # ---- files (OpenAI-style) -------------------------------------------------------------------------
+    @app.post("/v1/files")
+    async def upload_file(self, request: Request, file: UploadFile = File(...), purpose: str = Form(...)) -> dict:
+        caller = self.caller(request)
+        content = await file.read()
+        try:
+            record = await asyncio.to_thread(self.files.create, caller.organization, file.filename or "upload.csv",
+                                             purpose, content)
+        except InvalidFile as exc:
+            raise invalid(["body", "file"], str(exc)) from None
+        return openai.file_view(record)
+
+    @app.get("/v1/files")
+    async def list_files(self, request: Request, purpose: str | None = None, after: str | None = None,
+                         limit: int = Query(10000, ge=1, le=10000), order: str = Query("desc", pattern="^(asc|desc)$")) -> dict:
+        caller = self.caller(request)
+        items = [openai.file_view(f) for f in self.files.list(caller.organization, purpose)]
+        return openai.page(items if order == "asc" else items[::-1], after, limit)
+
+    @app.get("/v1/files/{file_id}")
+    async def get_file(self, file_id: str, request: Request) -> dict:
+        return openai.file_view(self.own_file(file_id, self.caller(request), ["path", "file_id"]))
+
+    @app.get("/v1/files/{file_id}/content")
+    async def get_file_content(self, file_id: str, request: Request) -> Response:
+        record = self.own_file(file_id, self.caller(request), ["path", "file_id"])
+        return Response(content=record.raw_path.read_bytes(), media_type="application/octet-stream")
+
+    @app.delete("/v1/files/{file_id}")
+    async def delete_file(self, file_id: str, request: Request) -> dict:
+        caller = self.caller(request)
+        self.own_file(file_id, caller, ["path", "file_id"])
+        self.files.delete(file_id, caller.organization)
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    # ---- fine-tuning jobs (shared by the OpenAI and Cohere dialects) --------------------------------------
+    def _training_base(self, name: str, caller: Caller, loc: list) -> tuple[str, str]:
+        """(registry id of the base, what train_jobs.finetune takes as --base-model)."""
+        model_id = self.resolve(name, caller, loc)
+        entry = CATALOG.lookup(model_id)
+        return model_id, entry.id if entry else str(self.registry.model_dir(model_id))
+
+    def _create_job(self, caller: Caller, source: str, requested_model: str, base_id: str, file: FileRecord,
+                    validation_file: str | None, config: dict, request: dict, model_params: dict) -> JobRecord:
+        model_id = new_model_id()
+        self.registry.add(model_id=model_id, organization=caller.organization, base_model_id=base_id, source=source,
+                          created_by=caller.key_hint, freq=None, steps=config["steps"], depth=config["depth"],
+                          loss=config["loss"], finetune_tokens=0,
+                          params={"requested_model": requested_model, **model_params}, status="queued")
+        job = self.jobs.create(organization=caller.organization, source=source, model=requested_model,
+                               base_model_id=base_id, model_id=model_id, training_file=file.id,
+                               validation_file=validation_file, config=config, request=request)
+        # The job trains on its own copy: deleting the file later cannot starve a resumed run.
+        directory = job_dir(self.settings, job.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copy(file.series_path, directory / "series.parquet")
+        self.job_manager.reconcile.remote()  # submit now rather than at the next poll
+        return job
+
+    @app.post("/v1/fine_tuning/jobs")
+    async def create_job(self, request: Request, body: openai.JobCreate) -> dict:
+        caller = self.caller(request)
+        base_id, base_arg = self._training_base(body.model, caller, ["body", "model"])
+        file = self.own_file(body.training_file, caller, ["body", "training_file"])
+        if body.validation_file:
+            self.own_file(body.validation_file, caller, ["body", "validation_file"])
+        config = openai.training_config(body.resolved_hyperparameters(), file, base_arg, body.seed or 0,
+                                        self.output_patch_len, self.settings.max_job_steps)
+        job = await asyncio.to_thread(self._create_job, caller, "openai", body.model, base_id, file,
+                                      body.validation_file, config, body.model_dump(mode="json"), {})
+        return openai.job_view(job)
+
+    @app.get("/v1/fine_tuning/jobs")
+    async def list_jobs(self, request: Request, after: str | None = None, limit: int = Query(20, ge=1, le=1000)) -> dict:
+        caller = self.caller(request)
+        return openai.page([openai.job_view(j) for j in self.jobs.list(caller.organization)], after, limit)
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}")
+    async def get_job(self, job_id: str, request: Request) -> dict:
+        return openai.job_view(self.own_job(job_id, self.caller(request)))
+
+    @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+    async def cancel_job(self, job_id: str, request: Request) -> dict:
+        job = self.own_job(job_id, self.caller(request))
+        if job.status not in ACTIVE or not await self.job_manager.cancel.remote(job_id):
+            raise ApiError(409, ["path", "job_id"], f"job {job_id} is {self.jobs.get(job_id).status} and cannot be cancelled",
+                           "invalid_state")
+        return openai.job_view(self.jobs.get(job_id))
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}/events")
+    async def job_events(self, job_id: str, request: Request, after: str | None = None,
+                         limit: int = Query(20, ge=1, le=1000)) -> dict:
+        job = self.own_job(job_id, self.caller(request))
+        events = [openai.event_view(e) for e in reversed(self.jobs.events(job.id))]  # newest first
+        return openai.page(events, after, limit)
+
+    @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
+    async def job_checkpoints(self, job_id: str, request: Request, after: str | None = None,
+                              limit: int = Query(10, ge=1, le=1000)) -> dict:
+        job = self.own_job(job_id, self.caller(request))
+        checkpoints = [openai.checkpoint_view(job, e) for e in reversed(self.jobs.events(job.id, ("checkpoint",)))]
+        return openai.page(checkpoints, after, limit)
+
+    # ---- Cohere-style finetuned models -------------------------------------------------------------------
+    def _cohere_view(self, record: ModelRecord) -> dict:
+        return cohere.model_view(record, self.jobs.by_model(record.id))
+
+    @app.post("/v1/finetuning/finetuned-models")
+    async def cohere_create(self, request: Request, body: cohere.FinetunedModelBody) -> dict:
+        caller = self.caller(request)
+        base_name = body.settings.base_model.name or "tsfm-base"
+        base_id, base_arg = self._training_base(base_name, caller, ["body", "settings", "base_model", "name"])
+        file = self.own_file(body.settings.dataset_id, caller, ["body", "settings", "dataset_id"])
+        windows = max(file.n_series, file.n_points // self.output_patch_len)
+        config = cohere.training_config(body, base_arg, windows, self.settings.max_job_steps)
+        settings = body.settings.model_dump(mode="json", exclude={"wandb"})
+        settings["base_model"]["name"] = base_name
+        job = await asyncio.to_thread(self._create_job, caller, "cohere", base_name, base_id, file, None, config,
+                                      body.model_dump(mode="json", exclude={"settings": {"wandb"}}),
+                                      {"name": body.name, "cohere_settings": settings})
+        return {"finetuned_model": self._cohere_view(self.registry.get(job.model_id))}
+
+    @app.get("/v1/finetuning/finetuned-models")
+    async def cohere_list(self, request: Request, page_size: int | None = Query(None, ge=1, le=1000),
+                          page_token: str | None = None, order_by: str | None = None) -> dict:
+        caller = self.caller(request)
+        records = self.registry.list(caller.organization)
+        if order_by and order_by.strip().endswith("desc"):
+            records = records[::-1]
+        chunk, token = cohere.token_page(records, page_size, page_token)
+        return {"finetuned_models": [self._cohere_view(r) for r in chunk], "next_page_token": token,
+                "total_size": len(records)}
+
+    @app.get("/v1/finetuning/finetuned-models/{model_id}")
+    async def cohere_get(self, model_id: str, request: Request) -> dict:
+        record = self.own_model(model_id, self.caller(request), ["path", "model_id"])
+        return {"finetuned_model": self._cohere_view(record)}
+
+    @app.patch("/v1/finetuning/finetuned-models/{model_id}")
+    async def cohere_update(self, model_id: str, request: Request, body: cohere.FinetunedModelBody) -> dict:
+        caller = self.caller(request)
+        record = self.own_model(model_id, caller, ["path", "model_id"])
+        current = record.params.get("cohere_settings")
+        wanted = body.settings.model_dump(mode="json", exclude={"wandb"})
+        if current is not None:
+            wanted["base_model"]["name"] = wanted["base_model"]["name"] or current["base_model"]["name"]
+            if wanted != current:
+                raise ApiError(409, ["body", "settings"], "settings cannot change once a model has been trained or "
+                               "queued; create a new finetuned model instead", "invalid_state")
+        self.registry.update_params(model_id, {"name": body.name})
+        return {"finetuned_model": self._cohere_view(self.registry.get(model_id))}
+
+    @app.delete("/v1/finetuning/finetuned-models/{model_id}")
+    async def cohere_delete(self, model_id: str, request: Request) -> dict:
+        caller = self.caller(request)
+        await self._delete_model(model_id, caller)
+        return {}
+
+    async def _delete_model(self, model_id: str, caller: Caller) -> None:
+        """Any dialect's delete: stops a training job first, then soft-deletes and frees artifacts."""
+        self.own_model(model_id, caller, ["path", "model_id"])
+        job = self.jobs.by_model(model_id)
+        if job is not None and job.status in ACTIVE:
+            await self.job_manager.cancel.remote(job.id)
+        self.registry.delete(model_id, caller.organization)
+
+    @app.get("/v1/finetuning/finetuned-models/{model_id}/events")
+    async def cohere_events(self, model_id: str, request: Request, page_size: int | None = Query(None, ge=1, le=1000),
+                            page_token: str | None = None, order_by: str | None = None) -> dict:
+        caller = self.caller(request)
+        record = self.own_model(model_id, caller, ["path", "model_id"])
+        job = self.jobs.by_model(record.id)
+        events = [cohere.status_event_view(e, record.created_by) for e in (self.jobs.events(job.id, ("status",)) if job else [])]
+        if order_by and order_by.strip().endswith("desc"):
+            events = events[::-1]
+        chunk, token = cohere.token_page(events, page_size, page_token)
+        return {"events": chunk, "next_page_token": token, "total_size": len(events)}
+
+    @app.get("/v1/finetuning/finetuned-models/{model_id}/training-step-metrics")
+    async def cohere_step_metrics(self, model_id: str, request: Request, page_size: int | None = Query(None, ge=1, le=1000),
+                                  page_token: str | None = None) -> dict:
+        caller = self.caller(request)
+        record = self.own_model(model_id, caller, ["path", "model_id"])
+        job = self.jobs.by_model(record.id)
+        metrics = [cohere.step_metric_view(e) for e in (self.jobs.events(job.id, ("metrics",)) if job else [])]
+        chunk, token = cohere.token_page(metrics, page_size, page_token)
+        return {"step_metrics": chunk, "next_page_token": token}
 
     @app.get("/v1/stats")
     async def stats(self, request: Request) -> dict:

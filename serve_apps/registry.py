@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from serve_apps.catalog import CATALOG, BaseModelEntry
+from serve_apps.db import connect, metadata, new_id
 from tsfm_core.checkpoint import BASE_MODEL_DIR
-
-metadata = sa.MetaData()
 
 models = sa.Table(
     "models", metadata,
@@ -74,19 +72,12 @@ class ModelRecord:
 
 
 def new_model_id() -> str:
-    return f"ft-{uuid.uuid4().hex[:24]}"
+    return new_id("ft")
 
 
 class Registry:
     def __init__(self, database_url: str, artifact_dir: str | Path):
-        if database_url.startswith("sqlite:///"):
-            Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(database_url, future=True)
-        if self.engine.dialect.name == "sqlite":
-            # WAL lets the ingress and every ModelServer replica read while one writes.
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-        metadata.create_all(self.engine)
+        self.engine = connect(database_url)
         self.artifact_dir = Path(artifact_dir)
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
 
@@ -137,6 +128,12 @@ class Registry:
         with self.engine.begin() as conn:
             conn.execute(models.update().where(models.c.id == model_id)
                          .values(status=status, updated_at=time.time(), **values))
+
+    def update_params(self, model_id: str, changes: dict) -> None:
+        record = self.get(model_id)
+        with self.engine.begin() as conn:
+            conn.execute(models.update().where(models.c.id == model_id)
+                         .values(params=json.dumps({**record.params, **changes}), updated_at=time.time()))
 
     def discard(self, model_id: str) -> None:
         """Removes a model whose creation failed (row and artifacts), so its id can be used again."""

@@ -31,6 +31,11 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: _env_int("TSFM_MAX_BODY_BYTES", 64 * 1024 * 1024))
     max_points: int = field(default_factory=lambda: _env_int("TSFM_MAX_POINTS", 5_000_000))
     max_prediction_length: int = 4096
+    max_job_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_JOB_STEPS", 20000))
+    train_workers: int = field(default_factory=lambda: _env_int("TSFM_TRAIN_WORKERS", 1))
+    model_server_cpus: float = field(default_factory=lambda: float(os.environ.get("TSFM_MODEL_SERVER_CPUS", "0.5")))
+    ray_dashboard_url: str = field(default_factory=lambda: os.environ.get("TSFM_RAY_DASHBOARD_URL", "http://127.0.0.1:8265"))
+    poll_interval_s: float = 1.0
     max_sync_finetune_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_SYNC_FINETUNE_STEPS", 500))
 
     def __post_init__(self) -> None:

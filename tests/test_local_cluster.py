@@ -40,7 +40,8 @@ class LocalCluster:
         self.procs.append(proc)
 
     def start(self) -> "LocalCluster":
-        self._start(["--head", "--port", str(self.gcs), "--num-cpus", "1", "--dashboard-host", "127.0.0.1",
+        # Its own temp dir, so `ray start` does not point other tests' "auto" lookups at this cluster.
+        self._start(["--head", "--temp-dir", f"/tmp/tsfm-rc-{self.gcs}", "--port", str(self.gcs), "--num-cpus", "1", "--dashboard-host", "127.0.0.1",
                      "--dashboard-port", str(self.dashboard), "--ray-client-server-port", str(free_port()),
                      "--include-dashboard", "true"], "head.log")
         self._wait(lambda: self._nodes() >= 1, "head")

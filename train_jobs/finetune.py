@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storage-path", default=None, help="Ray Train storage (local dir or s3://, gs://)")
     p.add_argument("--name", default=None, help="run name; re-running with the same name resumes it")
     p.add_argument("--max-failures", type=int, default=3)
+    p.add_argument("--progress-file", default=None, help="append each report as a JSON line here while training")
     p.add_argument("--inject-failure-at-step", type=int, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     model, history = fit(cfg, name=args.name or f"finetune-{model_id}-{int(started)}", num_workers=args.num_workers,
                          use_gpu=args.use_gpu, cpus_per_worker=args.cpus_per_worker,
-                         storage_path=args.storage_path, max_failures=args.max_failures)
+                         storage_path=args.storage_path, max_failures=args.max_failures,
+                         progress_file=args.progress_file)
     summary = {
         "id": model_id,
         "steps_completed": history[-1]["step"] if history else 0,

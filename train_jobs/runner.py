@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchTrainer
 
 from tsfm_core.model import PatchTransformer
@@ -22,8 +24,23 @@ def init_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True)
 
 
+class ProgressFile(UserCallback):
+    """Appends every rank-0 report (and the checkpoint it came with) to a JSON-lines file, so a
+    process outside the run (the server's job manager) can follow it while it trains."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        record = {**(metrics[0] if metrics else {}), "time": time.time(),
+                  "checkpoint": checkpoint.path if checkpoint is not None else None}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
 def fit(cfg: dict, *, name: str, num_workers: int = 1, use_gpu: bool = False, cpus_per_worker: int = 1,
-        storage_path: str | None = None, max_failures: int = 3) -> tuple[PatchTransformer, list[dict]]:
+        storage_path: str | None = None, max_failures: int = 3,
+        progress_file: str | None = None) -> tuple[PatchTransformer, list[dict]]:
     storage = storage_path or str(DEFAULT_STORAGE)
     Path(storage).mkdir(parents=True, exist_ok=True) if "://" not in storage else None
     trainer = TorchTrainer(
@@ -36,6 +53,7 @@ def fit(cfg: dict, *, name: str, num_workers: int = 1, use_gpu: bool = False, cp
             storage_path=storage,
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=[ProgressFile(progress_file)] if progress_file else None,
         ),
     )
     result = trainer.fit()

@@ -1,0 +1,119 @@
+"""Cohere-style finetuned models: /v1/finetuning/finetuned-models[/{id}[/events|/training-step-metrics]].
+
+A Cohere finetuned model is a registry model plus the job that trains it; `settings.dataset_id`
+names a file uploaded through /v1/files. Statuses map from the shared life cycle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_apps.job_store import EventRecord, JobRecord
+from serve_apps.registry import ModelRecord
+
+LORA_TARGETS = {"LORA_TARGET_MODULES_QV": "QV", "LORA_TARGET_MODULES_QKVO": "QKVO",
+                "LORA_TARGET_MODULES_QKVO_FFN": "QKVO_FFN", "LORA_TARGET_MODULES_UNSPECIFIED": None}
+MODEL_STATUS = {"queued": "STATUS_QUEUED", "finetuning": "STATUS_FINETUNING", "ready": "STATUS_READY",
+                "failed": "STATUS_FAILED", "cancelled": "STATUS_FAILED", "deleted": "STATUS_DELETED"}
+JOB_STATUS = {"queued": "STATUS_QUEUED", "running": "STATUS_FINETUNING", "succeeded": "STATUS_READY",
+              "failed": "STATUS_FAILED", "cancelled": "STATUS_FAILED"}
+
+
+class BaseModelSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = None
+    version: str | None = None
+    base_type: str = "BASE_TYPE_UNSPECIFIED"
+    strategy: str | None = None
+
+
+class CohereHyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    train_epochs: int | None = Field(default=None, ge=1, le=100)
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    train_batch_size: int | None = Field(default=None, ge=1, le=1024)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    early_stopping_threshold: float | None = Field(default=None, ge=0)
+    lora_rank: int | None = Field(default=None, ge=1, le=256)
+    lora_alpha: int | None = Field(default=None, ge=1)
+    lora_target_modules: Literal["LORA_TARGET_MODULES_QKVO", "LORA_TARGET_MODULES_QV", "LORA_TARGET_MODULES_QKVO_FFN",
+                                 "LORA_TARGET_MODULES_UNSPECIFIED"] | None = None
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    base_model: BaseModelSettings
+    dataset_id: str = Field(min_length=1)
+    hyperparameters: CohereHyperparameters | None = None
+    multi_label: bool | None = None
+    wandb: dict | None = None
+
+
+class FinetunedModelBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=128)
+    settings: Settings
+    creator_id: str | None = None
+
+
+def training_config(body: FinetunedModelBody, base_model: str, n_windows: int, max_steps: int) -> dict:
+    h = body.settings.hyperparameters or CohereHyperparameters()
+    batch = h.train_batch_size or 32
+    epochs = h.train_epochs or 3
+    steps = min(max_steps, epochs * max(1, -(-n_windows // batch)))
+    targets = LORA_TARGETS[h.lora_target_modules or "LORA_TARGET_MODULES_UNSPECIFIED"]
+    lora_rank = h.lora_rank or (8 if targets else None)
+    return {"base_model": base_model, "steps": steps, "depth": 1, "loss": "default",
+            "learning_rate": h.learning_rate or 1e-3, "batch_size": batch, "seed": 0,
+            "checkpoint_every": max(1, min(50, steps // 4)), "n_epochs": epochs, "learning_rate_multiplier": 1.0,
+            "lora_rank": lora_rank, "lora_alpha": float(h.lora_alpha or 16), "lora_targets": targets or "QV",
+            "early_stopping_patience": h.early_stopping_patience,
+            "early_stopping_threshold": h.early_stopping_threshold or 0.0}
+
+
+def _iso(ts: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat() if ts else None
+
+
+def model_view(record: ModelRecord, job: JobRecord | None) -> dict:
+    settings = record.params.get("cohere_settings") or {
+        "base_model": {"name": record.base_model_id, "base_type": "BASE_TYPE_UNSPECIFIED"},
+        "dataset_id": job.training_file if job else "",
+        "hyperparameters": {"train_epochs": None, "learning_rate": None},
+    }
+    return {
+        "id": record.id,
+        "name": record.params.get("name", record.id),
+        "creator_id": record.created_by,
+        "organization_id": record.organization,
+        "settings": settings,
+        "status": MODEL_STATUS.get(record.status, "STATUS_UNSPECIFIED"),
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+        "completed_at": _iso(job.finished_at) if job else _iso(record.created_at),
+        "last_used": None,
+    }
+
+
+def status_event_view(e: EventRecord, user_id: str) -> dict:
+    return {"user_id": user_id, "status": JOB_STATUS.get((e.data or {}).get("status", ""), "STATUS_UNSPECIFIED"),
+            "created_at": _iso(e.created_at)}
+
+
+def step_metric_view(e: EventRecord) -> dict:
+    return {"created_at": _iso(e.created_at), "step_number": e.data["step"], "metrics": {"loss": e.data["train_loss"]}}
+
+
+def token_page(items: list, page_size: int | None, page_token: str | None) -> tuple[list, str | None]:
+    """Manual pagination by offset tokens, as the Cohere API does it with next_page_token."""
+    start = int(page_token) if page_token and page_token.isdigit() else 0
+    size = page_size or 50
+    chunk = items[start : start + size]
+    return chunk, (str(start + size) if start + size < len(items) else None)

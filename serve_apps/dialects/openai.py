@@ -1,0 +1,134 @@
+"""OpenAI-style files and fine-tuning jobs: /v1/files, /v1/fine_tuning/jobs[/{id}[/cancel|/events|/checkpoints]].
+
+Time-series specifics ride in `hyperparameters` next to OpenAI's own keys (n_epochs, batch_size,
+learning_rate_multiplier): `finetune_depth`, `finetune_loss`, `steps`, `lora_rank`, `lora_alpha`,
+`lora_target_modules`. One epoch is one pass over the file's windows of `output_patch_len` points.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_apps.files import FileRecord
+from serve_apps.job_store import EventRecord, JobRecord
+
+AUTO_EPOCHS, AUTO_BATCH, BASE_LR = 3, 32, 1e-3
+Auto = Literal["auto"]
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n_epochs: Annotated[int, Field(ge=1, le=100)] | Auto = "auto"
+    batch_size: Annotated[int, Field(ge=1, le=1024)] | Auto = "auto"
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=100)] | Auto = "auto"
+    steps: int | None = Field(default=None, ge=1)
+    finetune_depth: Literal[1, 2, 3, 4, 5] = 1
+    finetune_loss: Literal["default", "mae", "mse", "rmse", "mape", "smape", "poisson"] = "default"
+    lora_rank: int | None = Field(default=None, ge=1, le=256)
+    lora_alpha: float = Field(default=16.0, gt=0)
+    lora_target_modules: Literal["QV", "QKVO", "QKVO_FFN"] = "QV"
+
+
+class SupervisedMethod(BaseModel):
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class Method(BaseModel):
+    type: Literal["supervised"] = "supervised"
+    supervised: SupervisedMethod | None = None
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    training_file: str = Field(min_length=1)
+    validation_file: str | None = None
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    suffix: str | None = Field(default=None, max_length=64)
+    seed: int | None = Field(default=None, ge=0)
+    metadata: dict[str, str] | None = None
+    integrations: list[dict] | None = None
+
+    def resolved_hyperparameters(self) -> Hyperparameters:
+        if self.method and self.method.supervised:
+            return self.method.supervised.hyperparameters
+        return self.hyperparameters or Hyperparameters()
+
+
+def training_config(h: Hyperparameters, file: FileRecord, base_model: str, seed: int, output_patch_len: int,
+                    max_steps: int) -> dict:
+    """Resolves 'auto' values and turns epochs into optimizer steps for train_jobs.finetune."""
+    batch = AUTO_BATCH if h.batch_size == "auto" else h.batch_size
+    epochs = AUTO_EPOCHS if h.n_epochs == "auto" else h.n_epochs
+    multiplier = 1.0 if h.learning_rate_multiplier == "auto" else h.learning_rate_multiplier
+    windows = max(file.n_series, file.n_points // output_patch_len)
+    steps = h.steps or epochs * max(1, math.ceil(windows / batch))
+    steps = min(steps, max_steps)
+    return {"base_model": base_model, "steps": steps, "depth": h.finetune_depth, "loss": h.finetune_loss,
+            "learning_rate": BASE_LR * multiplier, "batch_size": batch, "seed": seed,
+            "checkpoint_every": max(1, min(50, steps // 4)), "n_epochs": epochs,
+            "learning_rate_multiplier": multiplier, "lora_rank": h.lora_rank, "lora_alpha": h.lora_alpha,
+            "lora_targets": h.lora_target_modules}
+
+
+def file_view(f: FileRecord) -> dict:
+    return {"id": f.id, "object": "file", "bytes": f.bytes, "created_at": int(f.created_at), "filename": f.filename,
+            "purpose": f.purpose, "status": "processed", "status_details": None, "expires_at": None}
+
+
+def job_view(job: JobRecord) -> dict:
+    cfg = job.config
+    return {
+        "id": job.id,
+        "object": "fine_tuning.job",
+        "created_at": int(job.created_at),
+        "error": job.error,
+        "fine_tuned_model": job.model_id if job.status == "succeeded" else None,
+        "finished_at": int(job.finished_at) if job.finished_at else None,
+        "hyperparameters": {"n_epochs": cfg["n_epochs"], "batch_size": cfg["batch_size"],
+                            "learning_rate_multiplier": cfg["learning_rate_multiplier"], "steps": cfg["steps"],
+                            "finetune_depth": cfg["depth"], "finetune_loss": cfg["loss"], "lora_rank": cfg.get("lora_rank")},
+        "model": job.model,
+        "organization_id": job.organization,
+        "result_files": [],
+        "seed": cfg["seed"],
+        "status": job.status,
+        "trained_tokens": job.trained_tokens if job.status == "succeeded" else None,
+        "training_file": job.training_file,
+        "validation_file": job.validation_file,
+        "integrations": job.request.get("integrations"),
+        "metadata": job.request.get("metadata"),
+        "suffix": job.request.get("suffix"),
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": cfg["n_epochs"], "batch_size": cfg["batch_size"],
+            "learning_rate_multiplier": cfg["learning_rate_multiplier"]}}},
+        "estimated_finish": None,
+        "user_provided_suffix": job.request.get("suffix"),
+    }
+
+
+def event_view(e: EventRecord) -> dict:
+    return {"id": e.id, "object": "fine_tuning.job.event", "created_at": int(e.created_at), "level": e.level,
+            "message": e.message, "data": e.data or {}, "type": "metrics" if e.type == "metrics" else "message"}
+
+
+def checkpoint_view(job: JobRecord, e: EventRecord) -> dict:
+    step = e.data["step"]
+    return {"id": f"ftckpt-{e.id.removeprefix('ftevent-')}", "object": "fine_tuning.job.checkpoint",
+            "created_at": int(e.created_at), "fine_tuned_model_checkpoint": f"{job.model_id}:ckpt-step-{step}",
+            "fine_tuning_job_id": job.id, "step_number": step,
+            "metrics": {"step": step, "train_loss": e.data.get("train_loss")}}
+
+
+def page(items: list[dict], after: str | None, limit: int) -> dict[str, Any]:
+    """OpenAI cursor page: items after the one whose id is `after`, `has_more` for auto-iteration."""
+    if after:
+        ids = [i["id"] for i in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    return {"object": "list", "data": items[:limit], "has_more": len(items) > limit}
