@@ -17,14 +17,17 @@ def seasonal_series(n: int, period: int = 12, noise: float = 0.5, seed: int = 0,
     return (level + 10 * np.sin(2 * np.pi * t / period) + 0.05 * t + r.normal(0, noise, n)).astype(np.float32)
 
 
+API_KEY, OTHER_KEY = "test-key", "other-org-key"
+SERVER_ENV = {"TSFM_MAX_BODY_BYTES": str(8 * 1024 * 1024), "TSFM_MAX_POINTS": "400000", "TSFM_MAX_REPLICAS": "1",
+              "TSFM_API_KEYS": f"{API_KEY}=acme,{OTHER_KEY}=globex"}
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One real server for the session: local Ray (2 CPUs), SQLite, local artifacts, bundled model."""
     from serve_apps.local_server import ServerProcess
 
-    proc = ServerProcess(tmp_path_factory.mktemp("tsfm-home"),
-                         env={"TSFM_MAX_BODY_BYTES": str(8 * 1024 * 1024), "TSFM_MAX_POINTS": "400000",
-                              "TSFM_MAX_REPLICAS": "1"}).start()
+    proc = ServerProcess(tmp_path_factory.mktemp("tsfm-home"), env=SERVER_ENV).start()
     yield proc
     proc.stop()
 
@@ -33,5 +36,13 @@ def server(tmp_path_factory):
 def http(server):
     import httpx
 
-    with httpx.Client(base_url=server.url, timeout=120) as client:
+    with httpx.Client(base_url=server.url, timeout=120, headers={"authorization": f"Bearer {API_KEY}"}) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def other_org(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=120, headers={"authorization": f"Bearer {OTHER_KEY}"}) as client:
         yield client
