@@ -1,0 +1,64 @@
+"""Nothing accepted is lost: files, models and a running fine-tuning job survive a server restart;
+the job's Ray run died with the embedded cluster and resumes from its last checkpoint."""
+
+import io
+import json
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from serve_apps.local_server import ServerProcess
+from tests.conftest import seasonal_series
+
+
+def _wait(fn, done, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = fn()
+        if done(value):
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out; last value {value}")
+
+
+def test_jobs_files_and_models_survive_a_restart(tmp_path):
+    home = tmp_path / "home"
+    first = ServerProcess(home).start()
+    try:
+        client = httpx.Client(base_url=first.url, timeout=120)
+        buf = io.BytesIO()
+        pd.DataFrame({"unique_id": np.repeat(["a", "b"], 200), "y": np.concatenate(
+            [seasonal_series(200), seasonal_series(200, seed=1)])}).to_parquet(buf)
+        file_id = client.post("/v1/files", files={"file": ("s.parquet", buf.getvalue())},
+                              data={"purpose": "fine-tune"}).json()["id"]
+        job = client.post("/v1/fine_tuning/jobs", json={"model": "tsfm-base", "training_file": file_id,
+                                                        "hyperparameters": {"steps": 400, "batch_size": 8}}).json()
+        assert client.post("/v2/finetune", json={"series": {"y": [float(v) for v in seasonal_series(50)], "sizes": [50]},
+                                                 "freq": "D", "finetune_steps": 2, "output_model_id": "kept"}).status_code == 200
+        # Wait until the run has written a checkpoint, then take the whole server (and its Ray) down.
+        _wait(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"], bool)
+        assert client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "running"
+    finally:
+        first.stop()
+
+    second = ServerProcess(home).start()
+    try:
+        client = httpx.Client(base_url=second.url, timeout=120)
+        assert client.get(f"/v1/files/{file_id}").status_code == 200
+        assert client.get("/v2/finetuned_models/kept").json()["id"] == "kept"
+        done = _wait(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}").json(),
+                     lambda j: j["status"] in ("succeeded", "failed", "cancelled"), timeout=600)
+        assert done["status"] == "succeeded", done
+        messages = [e["message"] for e in client.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=1000").json()["data"]]
+        assert any(m.startswith("Resubmitted to Ray (attempt 2)") for m in messages)
+        history = [json.loads(line) for line in
+                   (Path(home) / "artifacts" / "jobs" / job["id"] / "metrics.jsonl").read_text().splitlines()]
+        assert history[-1]["step"] == 400 and max(h["resumed_from"] for h in history) >= 50
+        r = client.post("/v1/forecast", json={"model": done["fine_tuned_model"], "inputs": [{"target": [[1.0], [2.0]]}],
+                                              "parameters": {"prediction_length": 2}})
+        assert r.status_code == 200
+    finally:
+        second.stop()
