@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpus-per-worker", type=int, default=1)
     p.add_argument("--use-gpu", action="store_true")
     p.add_argument("--checkpoint-every", type=int, default=25)
+    p.add_argument("--report-every", type=int, default=10, help="steps per metrics report (progress granularity)")
     p.add_argument("--storage-path", default=None, help="Ray Train storage (local dir or s3://, gs://)")
     p.add_argument("--name", default=None, help="run name; re-running with the same name resumes it")
     p.add_argument("--max-failures", type=int, default=3)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = {
         "mode": "finetune", "finetune": finetune.to_dict(), "base_model_dir": str(base_dir),
         "data_path": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "seed": args.seed, "checkpoint_every": args.checkpoint_every,
+        "learning_rate": args.learning_rate, "seed": args.seed, "checkpoint_every": args.checkpoint_every, "report_every": args.report_every,
         "threads_per_worker": args.cpus_per_worker, "inject_failure_at_step": args.inject_failure_at_step,
     }
     init_ray()

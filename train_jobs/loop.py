@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +97,16 @@ def train_loop_per_worker(cfg: dict) -> None:
     fail_at = cfg.get("inject_failure_at_step")
     stopper = EarlyStopper(finetune.early_stopping_patience, finetune.early_stopping_threshold) if finetune else None
     recent: list[float] = []
+    # Ray Train consumes reports on its controller's poll (every 2 s), so reporting every step would
+    # pace training at one step per poll: steps are buffered and reported in groups instead.
+    report_every = max(1, int(cfg.get("report_every", 10)))
+    pending: list[dict] = []
     for step in range(start_step + 1, cfg["steps"] + 1):
         if fail_at is not None and step == fail_at and checkpoint is None:
-            # Fault injection for tests and drills: die like a killed worker, without cleanup.
+            # Fault injection for tests and drills: die like a killed worker, without cleanup. The
+            # pause lets Ray Train's controller (which polls every 2 s) register the checkpoints
+            # already reported, so the drill exercises resuming rather than a crash-right-after-save race.
+            time.sleep(5)
             os._exit(1)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step - 1, cfg)
@@ -106,6 +114,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         loss = train_step(model, optimizer, batch, loss_name)
         record = {"step": step, "loss": loss, "points": batch.n_points * world, "resumed_from": start_step}
         history.append(record)
+        pending.append(record)
         recent.append(loss)
         last = step == cfg["steps"]
         if stopper and step % finetune.eval_every == 0:
@@ -113,17 +122,22 @@ def train_loop_per_worker(cfg: dict) -> None:
             last = last or stopper.should_stop(_mean_over_workers(float(np.mean(recent)), world))
             record["early_stopped"] = last and step < cfg["steps"]
             recent = []
-        if step % every == 0 or last:
+        checkpoint_now = step % every == 0 or last
+        if not (checkpoint_now or step % report_every == 0):
+            continue
+        metrics = {**record, "records": pending}
+        pending = []
+        if checkpoint_now:
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
                 if rank == 0:
                     _save_state(Path(tmp), _unwrap(model), optimizer, step, history)
                     ckpt = ray.train.Checkpoint.from_directory(tmp)
-                ray.train.report(record, checkpoint=ckpt)
-            if last:
-                break
-        elif cfg.get("report_every_step", True):
-            ray.train.report(record)
+                ray.train.report(metrics, checkpoint=ckpt)
+        else:
+            ray.train.report(metrics)
+        if last:
+            break
 
 
 def _mean_over_workers(value: float, world: int) -> float:

@@ -32,10 +32,14 @@ class ProgressFile(UserCallback):
         self.path = path
 
     def after_report(self, run_context, metrics, checkpoint) -> None:
-        record = {**(metrics[0] if metrics else {}), "time": time.time(),
-                  "checkpoint": checkpoint.path if checkpoint is not None else None}
+        records = (metrics[0] if metrics else {}).get("records", [])
+        lines = []
+        for i, record in enumerate(records):
+            is_last = i == len(records) - 1
+            lines.append(json.dumps({**record, "time": time.time(),
+                                     "checkpoint": checkpoint.path if checkpoint is not None and is_last else None}))
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write("".join(line + "\n" for line in lines))
 
 
 def fit(cfg: dict, *, name: str, num_workers: int = 1, use_gpu: bool = False, cpus_per_worker: int = 1,
