@@ -190,7 +190,7 @@ class Ingress:
         except sa.exc.IntegrityError:
             raise invalid(["body", "output_model_id"], f"a model with id {model_id!r} already exists") from None
         series = nixtla.split_series(body.series)
-        job = FinetuneJob(base_model_id=parent, series=series, config=config,
+        job = FinetuneJob(series=series, config=config,
                           output_dir=str(self.registry.artifact_path_for(model_id)), metadata={"id": model_id})
         try:
             points = await self.model_server.options(multiplexed_model_id=parent).finetune.remote(job)

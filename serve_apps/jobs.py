@@ -17,7 +17,6 @@ class ForecastJob:
 
 @dataclass
 class FinetuneJob:
-    base_model_id: str
     series: list  # 1-D float arrays
     config: FinetuneConfig
     output_dir: str

@@ -2,7 +2,7 @@
 plus an artifact directory holding each finetuned model's checkpoint.
 
 One id space for every dialect: a model created through Nixtla, OpenAI- or Cohere-style calls is a
-row here, and every forecast route resolves ids through `resolve`. Deletion is soft in metadata
+row here, and every forecast route resolves ids through it. Deletion is soft in metadata
 and frees the artifacts.
 """
 
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from serve_apps.catalog import CATALOG, BaseModelEntry
+from serve_apps.catalog import CATALOG
 from serve_apps.db import connect, metadata, new_id
-from tsfm_core.checkpoint import BASE_MODEL_DIR
 
 models = sa.Table(
     "models", metadata,
@@ -80,11 +79,6 @@ class Registry:
         self.engine = connect(database_url)
         self.artifact_dir = Path(artifact_dir)
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
-
-    # ---- base models ---------------------------------------------------------------------------
-    @staticmethod
-    def base_entry(model_id: str) -> BaseModelEntry | None:
-        return CATALOG.lookup(model_id)
 
     # ---- finetuned models ----------------------------------------------------------------------
     def artifact_path_for(self, model_id: str) -> Path:
@@ -156,10 +150,3 @@ class Registry:
             return entry.path
         return Path(self.get(model_id).artifact_path)
 
-
-def resolve_base_dir(registry: Registry):
-    """A `resolve_base` callback for tsfm_core.load_model backed by the registry."""
-    return registry.model_dir
-
-
-__all__ = ["BASE_MODEL_DIR", "ModelNotFound", "ModelRecord", "Registry", "new_model_id", "resolve_base_dir"]

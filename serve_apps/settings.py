@@ -25,7 +25,6 @@ class Settings:
     use_gpu: bool = field(default_factory=lambda: os.environ.get("TSFM_USE_GPU", "0") == "1")
     min_replicas: int = field(default_factory=lambda: int(os.environ.get("TSFM_MIN_REPLICAS", "1")))
     max_replicas: int = field(default_factory=lambda: int(os.environ.get("TSFM_MAX_REPLICAS", "2")))
-    max_models_per_replica: int = 8
     max_batch_size: int = field(default_factory=lambda: _env_int("TSFM_MAX_BATCH_SIZE", 32))
     batch_wait_timeout_s: float = 0.005
     max_body_bytes: int = field(default_factory=lambda: _env_int("TSFM_MAX_BODY_BYTES", 64 * 1024 * 1024))

@@ -1,4 +1,5 @@
 import os
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +10,17 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def wait_for(fn, done, timeout=300):
+    """Polls fn() until done(value) holds; returns the value or fails with the last one seen."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = fn()
+        if done(value):
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out; last value {value}")
 
 
 def seasonal_series(n: int, period: int = 12, noise: float = 0.5, seed: int = 0, level: float = 50.0) -> np.ndarray:

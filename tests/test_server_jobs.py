@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from cohere.finetuning import BaseModel, FinetunedModel, Hyperparameters, Settings
 
-from tests.conftest import API_KEY, seasonal_series
+from tests.conftest import API_KEY, seasonal_series, wait_for
 
 
 def _table(n_series=3, n=120) -> pd.DataFrame:
@@ -35,16 +35,6 @@ def training_file(oa):
     buf = io.StringIO()
     _table().to_csv(buf, index=False)
     return oa.files.create(file=("train.csv", buf.getvalue().encode()), purpose="fine-tune")
-
-
-def wait_for(fn, done, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = fn()
-        if done(value):
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out; last value {value}")
 
 
 def test_files_upload_list_content_delete(oa, http):

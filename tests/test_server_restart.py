@@ -3,7 +3,6 @@ the job's Ray run died with the embedded cluster and resumes from its last check
 
 import io
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -11,17 +10,7 @@ import numpy as np
 import pandas as pd
 
 from serve_apps.local_server import ServerProcess
-from tests.conftest import seasonal_series
-
-
-def _wait(fn, done, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = fn()
-        if done(value):
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out; last value {value}")
+from tests.conftest import seasonal_series, wait_for
 
 
 def test_jobs_files_and_models_survive_a_restart(tmp_path):
@@ -39,7 +28,7 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         assert client.post("/v2/finetune", json={"series": {"y": [float(v) for v in seasonal_series(50)], "sizes": [50]},
                                                  "freq": "D", "finetune_steps": 2, "output_model_id": "kept"}).status_code == 200
         # Wait until the run has written a checkpoint, then take the whole server (and its Ray) down.
-        _wait(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"], bool)
+        wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"], bool)
         assert client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "running"
     finally:
         first.stop()
@@ -49,7 +38,7 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         client = httpx.Client(base_url=second.url, timeout=120)
         assert client.get(f"/v1/files/{file_id}").status_code == 200
         assert client.get("/v2/finetuned_models/kept").json()["id"] == "kept"
-        done = _wait(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}").json(),
+        done = wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}").json(),
                      lambda j: j["status"] in ("succeeded", "failed", "cancelled"), timeout=600)
         assert done["status"] == "succeeded", done
         messages = [e["message"] for e in client.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=1000").json()["data"]]

@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from tsfm_core.finetune import FinetuneConfig, LoraConfig, apply_lora, trainable_state

@@ -21,7 +21,6 @@ class ForecastResult:
     median: np.ndarray
     quantiles: np.ndarray
     levels: list[float]
-    input_length: int
     truncated_from: int | None = None
     covariate_weights: np.ndarray | None = None
 
@@ -93,7 +92,6 @@ class Forecaster:
                     median=block[:, cfg.median_index, :].T.astype(np.float64),
                     quantiles=np.transpose(wanted, (1, 2, 0)).astype(np.float64),
                     levels=levels,
-                    input_length=plan.length,
                     truncated_from=plan.length if plan.truncated else None,
                     covariate_weights=plan.weights,
                 ))
