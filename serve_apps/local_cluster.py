@@ -1,0 +1,84 @@
+"""An embedded single-node Ray cluster started with `ray start --head --block` as a child process.
+
+Every port is chosen free and explicit and the cluster has its own temp dir, so several servers
+(and test clusters) can run on one machine: with `ray.init(address="local")` every instance would
+share the default dashboard-agent port, and Ray Jobs (which the job manager submits fine-tunes
+through) would land on whichever instance owns it. `ray start` also writes the cluster's address
+into its temp dir, which is how a job's driver finds its cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+RAY = str(Path(sys.executable).with_name("ray"))
+NODE_PORT_FLAGS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+                   "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_port_args() -> list[str]:
+    return [arg for flag in NODE_PORT_FLAGS for arg in (flag, str(free_port()))]
+
+
+class LocalCluster:
+    def __init__(self, temp_dir: str, num_cpus: int | None = None, log_path: str | None = None):
+        self.temp_dir, self.num_cpus = temp_dir, num_cpus
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.log_path = log_path or os.path.join(temp_dir + "-start.log")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def start(self, timeout: float = 120) -> "LocalCluster":
+        args = [RAY, "start", "--head", "--block", "--disable-usage-stats", "--temp-dir", self.temp_dir,
+                "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
+                str(self.dashboard_port), "--include-dashboard", "true",
+                "--ray-client-server-port", str(free_port()), *node_port_args()]
+        if self.num_cpus is not None:
+            args += ["--num-cpus", str(self.num_cpus)]
+        env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+        env.pop("RAY_ADDRESS", None)
+        self.proc = subprocess.Popen(args, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start exited: {Path(self.log_path).read_text()[-3000:]}")
+            try:
+                if httpx.get(self.dashboard_url + "/api/version", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the local Ray cluster did not start: {Path(self.log_path).read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
