@@ -30,6 +30,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(url: str, proc: subprocess.Popen, log_path: str | Path, timeout: float, what: str) -> None:
+    """Polls `url` until it answers 200; raises with the log's tail if `proc` exits or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early:\n{Path(log_path).read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not start within {timeout:.0f} s:\n{Path(log_path).read_text()[-4000:]}")
+
+
 def node_port_args() -> list[str]:
     return [arg for flag in NODE_PORT_FLAGS for arg in (flag, str(free_port()))]
 
@@ -60,18 +75,12 @@ class LocalCluster:
         env.pop("RAY_ADDRESS", None)
         self.proc = subprocess.Popen(args, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ray start exited: {Path(self.log_path).read_text()[-3000:]}")
-            try:
-                if httpx.get(self.dashboard_url + "/api/version", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the local Ray cluster did not start: {Path(self.log_path).read_text()[-3000:]}")
+        try:
+            wait_until_serving(self.dashboard_url + "/api/version", self.proc, self.log_path, timeout, "ray start")
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -7,12 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from serve_apps.local_cluster import free_port
+from serve_apps.local_cluster import free_port, wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,18 +30,12 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "serve_apps", "--port", str(self.port), "--num-cpus", "2"],
             cwd=REPO, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        self.stop()
-        raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()[-4000:]}")
+        try:
+            wait_until_serving(self.url + "/health", self.proc, self.log, timeout, "the server")
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
