@@ -44,12 +44,13 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    try:
-        serve.shutdown()
+    if cluster is not None:
+        # The embedded cluster goes down whole: no slow graceful Serve shutdown that a supervisor's
+        # kill could interrupt, leaving the cluster (its own process session) running.
         ray.shutdown()
-    finally:
-        if cluster is not None:
-            cluster.stop()
+        cluster.stop()
+    else:
+        serve.shutdown()
 
 
 if __name__ == "__main__":

@@ -45,6 +45,16 @@ def wait_until_serving(url: str, proc: subprocess.Popen, log_path: str | Path, t
     raise TimeoutError(f"{what} did not start within {timeout:.0f} s:\n{Path(log_path).read_text()[-4000:]}")
 
 
+def cluster_env(dashboard_url: str) -> dict:
+    """Environment for `ray start`, inherited by every Ray process of the cluster. Ray Train's
+    placement-group cleaner queries the state API with address "auto", which fails when several
+    Ray instances run on one machine (and then a dead run's CPUs stay reserved): point it here."""
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+           "RAY_API_SERVER_ADDRESS": dashboard_url}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
 def node_port_args() -> list[str]:
     return [arg for flag in NODE_PORT_FLAGS for arg in (flag, str(free_port()))]
 
@@ -71,8 +81,7 @@ class LocalCluster:
                 "--ray-client-server-port", str(free_port()), *node_port_args()]
         if self.num_cpus is not None:
             args += ["--num-cpus", str(self.num_cpus)]
-        env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
-        env.pop("RAY_ADDRESS", None)
+        env = cluster_env(self.dashboard_url)
         self.proc = subprocess.Popen(args, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         try:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import seasonal_series
 import httpx
 
-from serve_apps.local_cluster import RAY, LocalCluster, free_port, node_port_args
+from serve_apps.local_cluster import RAY, LocalCluster, cluster_env, free_port, node_port_args
 from tsfm_core.checkpoint import load_model, read_config
 from tsfm_core.datasets import write_series
 
@@ -24,8 +24,7 @@ class TwoNodeCluster:
     def __init__(self, tmp: Path):
         self.head = LocalCluster(f"/tmp/tsfm-rc-{free_port()}", num_cpus=1, log_path=str(tmp / "head.log"))
         self.tmp, self.worker = tmp, None
-        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-        self.env.pop("RAY_ADDRESS", None)
+        self.env = cluster_env(self.head.dashboard_url)
 
     @property
     def dashboard(self) -> str:
