@@ -49,8 +49,8 @@ class Ingress:
         self.model_server = model_server
         self.job_manager = job_manager
         self.keys = self.settings.api_key_map()
-        self.max_context = read_config(CATALOG.entries["tsfm-base"].path)["model"]["max_context"]
-        self.output_patch_len = read_config(CATALOG.entries["tsfm-base"].path)["model"]["output_patch_len"]
+        base = read_config(CATALOG.entries["tsfm-base"].path)["model"]
+        self.max_context, self.output_patch_len = base["max_context"], base["output_patch_len"]
 
     # ---- shared helpers -------------------------------------------------------------------------
     def caller(self, request: Request) -> Caller:

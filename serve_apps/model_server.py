@@ -17,7 +17,7 @@ from ray import serve
 from serve_apps.jobs import FinetuneJob, ForecastJob
 from serve_apps.registry import Registry
 from serve_apps.settings import Settings
-from tsfm_core.checkpoint import save_finetuned
+from tsfm_core.checkpoint import load_model, save_finetuned
 from tsfm_core.finetune import finetuned_copy
 from tsfm_core.predict import Forecaster, ForecastResult
 
@@ -37,8 +37,6 @@ class ModelServer:
 
     @serve.multiplexed(max_num_models_per_replica=8)
     async def get_model(self, model_id: str) -> Forecaster:
-        from tsfm_core.checkpoint import load_model
-
         directory = self.registry.model_dir(model_id)
         model = await asyncio.to_thread(load_model, directory, self.registry.model_dir, self.device)
         log.info("loaded model %s from %s", model_id, directory)
@@ -48,7 +46,8 @@ class ModelServer:
         model_id = serve.get_multiplexed_model_id()
         forecaster = await self.get_model(model_id)
         if job.finetune is not None:
-            tuned, _ = await asyncio.to_thread(finetuned_copy, forecaster.model, [s.values[:, 0] for s in job.request.series], job.finetune)
+            channels = [s.values[:, c] for s in job.request.series for c in range(s.n_channels)]
+            tuned, _ = await asyncio.to_thread(finetuned_copy, forecaster.model, channels, job.finetune)
             results = await asyncio.to_thread(Forecaster(tuned, device=self.device).forecast_many, [job.request])
             return results[0]
         return await self.forecast_batch((model_id, job))
