@@ -55,6 +55,15 @@ def cluster_env(dashboard_url: str) -> dict:
     return env
 
 
+# Watches the owner; once it is gone (even SIGKILLed, when no handler of ours can run), stops the
+# cluster's process session: SIGTERM so the raylet takes its workers down, SIGKILL after 10 s.
+# It also exits once the session is gone, i.e. after a normal stop(). Ray guards job drivers the same way.
+REAPER = ("while kill -0 {owner} 2>/dev/null && kill -0 -{pgid} 2>/dev/null; do sleep 1; done; "
+          "kill -TERM -{pgid} 2>/dev/null || exit 0; "
+          "for _ in 1 2 3 4 5 6 7 8 9 10; do sleep 1; kill -0 -{pgid} 2>/dev/null || exit 0; done; "
+          "kill -KILL -{pgid} 2>/dev/null")
+
+
 def node_port_args() -> list[str]:
     return [arg for flag in NODE_PORT_FLAGS for arg in (flag, str(free_port()))]
 
@@ -84,6 +93,8 @@ class LocalCluster:
         env = cluster_env(self.dashboard_url)
         self.proc = subprocess.Popen(args, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        subprocess.Popen(["/bin/sh", "-c", REAPER.format(owner=os.getpid(), pgid=self.proc.pid)],
+                         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until_serving(self.dashboard_url + "/api/version", self.proc, self.log_path, timeout, "ray start")
         except TimeoutError:

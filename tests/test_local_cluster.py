@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import seasonal_series
+from tests.conftest import seasonal_series, wait_for
 import httpx
 
 from serve_apps.local_cluster import RAY, LocalCluster, cluster_env, free_port, node_port_args
@@ -79,3 +79,30 @@ def test_ray_job_submit_runs_finetune_on_the_worker_node(cluster, tmp_path):
     assert config["finetune"]["depth"] == 3 and config["training"]["num_workers"] == 2
     assert [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()] == list(range(1, 7))
     load_model(out)
+
+
+def _cluster_processes(temp_dir: str) -> list[str]:
+    """Command lines of live processes that belong to the cluster in `temp_dir` (all name its session)."""
+    out = subprocess.run(["pgrep", "-af", temp_dir], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def test_embedded_cluster_goes_down_when_its_owner_is_killed(tmp_path):
+    """A server SIGKILLed by a supervisor runs no handler; the reaper still stops its cluster."""
+    temp_dir = f"/tmp/tsfm-rc-{free_port()}"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from serve_apps.local_cluster import LocalCluster\n"
+         f"c = LocalCluster({temp_dir!r}, num_cpus=1, log_path={str(tmp_path / 'head.log')!r}).start()\n"
+         "import ray; ray.init(address=c.address)\n"
+         "ray.get(ray.remote(lambda: 1).remote())\n"  # a worker process too, not only the daemons
+         "print(c.dashboard_url, flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    dashboard = owner.stdout.readline().strip()
+    assert httpx.get(f"{dashboard}/api/version", timeout=5).status_code == 200
+    assert _cluster_processes(temp_dir)
+    owner.kill()
+    owner.wait()
+    wait_for(lambda: _cluster_processes(temp_dir), lambda procs: not procs, timeout=60)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{dashboard}/api/version", timeout=2)
