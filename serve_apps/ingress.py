@@ -19,7 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_apps.auth import Caller, authenticate
 from serve_apps.catalog import CATALOG
-from serve_apps.dialects import cohere, nixtla, openai, tsfm
+from serve_apps.dialects import cohere, nixtla, nixtla_backtest, openai, tsfm
 from serve_apps.errors import ApiError, install_error_handlers, invalid, not_found
 from serve_apps.files import FileNotFound, FileRecord, FileStore, InvalidFile
 from serve_apps.job_manager import job_dir
@@ -28,7 +28,10 @@ from serve_apps.jobs import FinetuneJob, ForecastJob
 from serve_apps.middleware import BodyMiddleware
 from serve_apps.registry import ModelNotFound, ModelRecord, Registry, new_model_id
 from serve_apps.settings import Settings
+from tsfm_core import backtest
+from tsfm_core.backtest import Backtest, Window
 from tsfm_core.checkpoint import read_config
+from tsfm_core.finetune import FinetuneConfig
 
 app = FastAPI(title="tsfm-cluster", version="0.1.0",
               description="Self-hosted time-series foundation model serving and finetuning.")
@@ -159,17 +162,64 @@ class Ingress:
         self.caller(request)
         return {"models": [{"name": n} for n in CATALOG.names()]}
 
+    def nixtla_model(self, body: Any, caller: Caller) -> str:
+        """A finetuned_model_id, when given, overrides the model name (as TimeGPT does)."""
+        if body.finetuned_model_id:
+            return self.resolve(body.finetuned_model_id, caller, ["body", "finetuned_model_id"])
+        return self.resolve(body.model, caller, ["body", "model"])
+
     @app.post("/v2/forecast")
     async def nixtla_forecast(self, request: Request, body: nixtla.NixtlaForecastBody) -> dict:
-        caller = self.caller(request)
-        if body.finetuned_model_id:
-            model_id = self.resolve(body.finetuned_model_id, caller, ["body", "finetuned_model_id"])
-        else:
-            model_id = self.resolve(body.model, caller, ["body", "model"])
+        model_id = self.nixtla_model(body, self.caller(request))
         forecast_request = nixtla.to_forecast_request(body, self.settings.max_prediction_length)
         finetune = nixtla.forecast_finetune(body, self.settings.max_sync_finetune_steps)
         results = await self.run_forecast(model_id, ForecastJob(request=forecast_request, finetune=finetune))
         return nixtla.forecast_response(body, results)
+
+    async def run_backtest(self, model_id: str, series: list, windows: list[Window], levels: list[float],
+                           finetune: FinetuneConfig | None = None, refit: bool = False) -> Backtest:
+        """All windows go in one forecast job (batched like any other), or with a refitting finetune
+        one job per round of windows, each tuned on the data before its round."""
+        rounds = backtest.by_rank(windows) if finetune is not None and refit else [list(range(len(windows)))]
+        results: list = [None] * len(windows)
+
+        async def forecast_round(indexes: list[int]) -> None:
+            chosen = [windows[i] for i in indexes]
+            job = ForecastJob(request=backtest.window_request(series, chosen, levels, self.max_context), finetune=finetune,
+                              finetune_series=backtest.training_prefixes(series, chosen) if finetune else None)
+            for i, result in zip(indexes, await self.run_forecast(model_id, job)):
+                results[i] = result
+
+        await asyncio.gather(*(forecast_round(r) for r in rounds if r))
+        return backtest.collect(windows, results, len(levels))
+
+    @app.post("/v2/cross_validation")
+    async def nixtla_cross_validation(self, request: Request, body: nixtla_backtest.CrossValidationBody) -> dict:
+        model_id = self.nixtla_model(body, self.caller(request))
+        series, windows = nixtla_backtest.cross_validation_plan(body, self.output_patch_len,
+                                                                self.settings.max_backtest_windows)
+        finetune = nixtla_backtest.finetune_for(body, windows, self.settings.max_sync_finetune_steps)
+        levels = nixtla.level_quantiles(body.level or [])
+        result = await self.run_backtest(model_id, series, windows, levels, finetune, body.refit)
+        return nixtla_backtest.cross_validation_response(body, series, result, levels)
+
+    @app.post("/v2/anomaly_detection")
+    async def nixtla_anomaly_detection(self, request: Request, body: nixtla_backtest.AnomalyDetectionBody) -> dict:
+        model_id = self.nixtla_model(body, self.caller(request))
+        series, windows = nixtla_backtest.anomaly_plan(body, self.output_patch_len, self.settings.max_backtest_windows)
+        levels = nixtla.level_quantiles([body.level])
+        result = await self.run_backtest(model_id, series, windows, levels)
+        return nixtla_backtest.anomaly_response(body, series, result, levels)
+
+    @app.post("/v2/online_anomaly_detection")
+    async def nixtla_online_anomaly_detection(self, request: Request,
+                                              body: nixtla_backtest.OnlineAnomalyDetectionBody) -> dict:
+        model_id = self.nixtla_model(body, self.caller(request))
+        series, windows = nixtla_backtest.online_plan(body, self.settings.max_backtest_windows)
+        finetune = nixtla_backtest.finetune_for(body, windows, self.settings.max_sync_finetune_steps)
+        levels = nixtla.level_quantiles([body.level])
+        result = await self.run_backtest(model_id, series, windows, levels, finetune, body.refit)
+        return nixtla_backtest.online_response(body, series, result, levels)
 
     @app.post("/v2/finetune")
     async def nixtla_finetune(self, request: Request, body: nixtla.NixtlaFinetuneBody) -> dict:

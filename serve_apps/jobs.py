@@ -13,6 +13,9 @@ class ForecastJob:
     request: ForecastRequest
     # Nixtla's `finetune_steps` inside a forecast call: a short finetune in the replica, then forecast.
     finetune: FinetuneConfig | None = None
+    # What that finetune trains on, when not the request's own series (backtests: the data before
+    # each series' first window).
+    finetune_series: list | None = None
 
 
 @dataclass

@@ -46,7 +46,7 @@ class ModelServer:
         model_id = serve.get_multiplexed_model_id()
         forecaster = await self.get_model(model_id)
         if job.finetune is not None:
-            channels = [s.values[:, c] for s in job.request.series for c in range(s.n_channels)]
+            channels = job.finetune_series or [s.values[:, c] for s in job.request.series for c in range(s.n_channels)]
             tuned, _ = await asyncio.to_thread(finetuned_copy, forecaster.model, channels, job.finetune)
             results = await asyncio.to_thread(Forecaster(tuned, device=self.device).forecast_many, [job.request])
             return results[0]

@@ -30,6 +30,8 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: _env_int("TSFM_MAX_BODY_BYTES", 64 * 1024 * 1024))
     max_points: int = field(default_factory=lambda: _env_int("TSFM_MAX_POINTS", 5_000_000))
     max_prediction_length: int = 4096
+    # Forecast origins one cross-validation / anomaly-detection request may ask for (one model row each).
+    max_backtest_windows: int = field(default_factory=lambda: _env_int("TSFM_MAX_BACKTEST_WINDOWS", 20000))
     max_job_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_JOB_STEPS", 20000))
     train_workers: int = field(default_factory=lambda: _env_int("TSFM_TRAIN_WORKERS", 1))
     model_server_cpus: float = field(default_factory=lambda: float(os.environ.get("TSFM_MODEL_SERVER_CPUS", "0.5")))

@@ -128,3 +128,121 @@ def test_v2_finetune_validation(http):
     r = http.post("/v2/finetune", json={"series": {"y": [1.0], "sizes": [1]}, "finetune_steps": 0})
     locs = [d["loc"] for d in r.json()["detail"]]
     assert r.status_code == 422 and ["body", "freq"] in locs and ["body", "finetune_steps"] in locs
+
+
+# ---- cross-validation, in-sample forecasts, anomaly detection ------------------------------------
+def _uneven_df():
+    frames = [pd.DataFrame({"unique_id": f"s{i}", "ds": pd.date_range("2024-01-01", periods=n, freq="D"),
+                            "y": seasonal_series(n, period=7, seed=i)}) for i, n in enumerate([100, 80])]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_sdk_cross_validation_matches_forecasts_from_each_cutoff(client):
+    df = _uneven_df()
+    cv = client.cross_validation(df=df, h=7, n_windows=3, step_size=5, freq="D", level=[80])
+    assert list(cv.columns) == ["unique_id", "ds", "cutoff", "y", "TimeGPT", "TimeGPT-hi-80", "TimeGPT-lo-80"]
+    assert len(cv) == 2 * 3 * 7
+    last = df.groupby("unique_id")["ds"].max()
+    for uid, group in cv.groupby("unique_id"):
+        cutoffs = sorted(group["cutoff"].unique())
+        assert cutoffs == [last[uid] - pd.Timedelta(days=d) for d in (17, 12, 7)]
+        assert (group["ds"] > group["cutoff"]).all()
+        truth = df[df.unique_id == uid].set_index("ds")["y"]
+        assert np.allclose(group["y"], truth.loc[group["ds"]].to_numpy())
+    # Each window is exactly a forecast from its cutoff.
+    uid, cutoff = "s1", cv[cv.unique_id == "s1"]["cutoff"].min()
+    history = df[(df.unique_id == uid) & (df.ds <= cutoff)]
+    fc = client.forecast(df=history, h=7, freq="D", level=[80])
+    window = cv[(cv.unique_id == uid) & (cv.cutoff == cutoff)]
+    assert np.allclose(window["TimeGPT"], fc["TimeGPT"], rtol=1e-3)
+    assert np.allclose(window["TimeGPT-lo-80"], fc["TimeGPT-lo-80"], rtol=1e-3)
+    # On a clean seasonal series the backtest error is small next to the series' spread.
+    assert np.mean(np.abs(cv["y"] - cv["TimeGPT"])) < 0.5 * df["y"].std()
+
+
+def test_sdk_cross_validation_with_finetune_steps(client):
+    df = _uneven_df()
+    plain = client.cross_validation(df=df, h=7, n_windows=2, freq="D")
+    # refit (the SDK's default) finetunes again before every window; without it, once before the first.
+    for refit in (True, False):
+        tuned = client.cross_validation(df=df, h=7, n_windows=2, freq="D", finetune_steps=5, finetune_depth=2, refit=refit)
+        assert len(tuned) == len(plain) and np.isfinite(tuned["TimeGPT"]).all()
+        assert not np.allclose(tuned["TimeGPT"], plain["TimeGPT"])
+
+
+def test_sdk_forecast_add_history(client):
+    df = _uneven_df()
+    fc = client.forecast(df=df, h=7, freq="D", add_history=True, level=[90])
+    assert list(fc.columns) == ["unique_id", "ds", "TimeGPT", "TimeGPT-hi-90", "TimeGPT-lo-90"]
+    # The first 32 points of each series (the model's output patch) are context only.
+    assert len(fc) == (100 - 32) + (80 - 32) + 2 * 7
+    s0 = fc[fc.unique_id == "s0"]
+    assert s0["ds"].is_monotonic_increasing and s0["ds"].iloc[0] == pd.Timestamp("2024-01-01") + pd.Timedelta(days=32)
+    history = s0[s0.ds <= pd.Timestamp("2024-04-09")]
+    truth = df[df.unique_id == "s0"].set_index("ds")["y"].loc[history["ds"]].to_numpy()
+    assert np.mean(np.abs(history["TimeGPT"].to_numpy() - truth)) < 0.5 * truth.std()
+
+
+def _with_spike(df, row=50, size=40.0):
+    spiked = df.copy()
+    spiked.loc[row, "y"] += size
+    return spiked, spiked.loc[row, "ds"]
+
+
+def test_sdk_detect_anomalies_flags_a_spike(client):
+    df, spike_day = _with_spike(_uneven_df())
+    out = client.detect_anomalies(df=df, freq="D", level=99)
+    assert list(out.columns) == ["unique_id", "ds", "y", "TimeGPT", "TimeGPT-hi-99", "TimeGPT-lo-99", "anomaly"]
+    assert len(out) == (100 - 32) + (80 - 32)
+    flagged = out[out.anomaly]
+    assert ((flagged.unique_id == "s0") & (flagged.ds == spike_day)).any()
+    assert len(flagged) <= 0.05 * len(out)
+
+
+def test_sdk_detect_anomalies_online(client):
+    df, spike_day = _with_spike(_uneven_df(), row=85)
+    out = client.detect_anomalies_online(df=df, h=7, detection_size=20, freq="D", level=99)
+    assert {"anomaly", "anomaly_score", "TimeGPT-lo-99", "TimeGPT-hi-99"} <= set(out.columns)
+    assert len(out) == 2 * 20
+    spike = out[(out.unique_id == "s0") & (out.ds == spike_day)]
+    assert spike["anomaly"].item() and spike["anomaly_score"].item() > 5
+    assert out["anomaly"].sum() <= 3
+    # Multivariate: one accumulated score per time step, shared by every series, over equal lengths.
+    even, day = _with_spike(_df(n=80), row=70)
+    multi = client.detect_anomalies_online(df=even, h=7, detection_size=14, freq="D", threshold_method="multivariate")
+    per_day = multi.groupby("ds")["accumulated_anomaly_score"].nunique()
+    assert (per_day == 1).all()
+    assert multi[multi.ds == day]["anomaly"].all()
+
+
+BACKTEST_BAD = [
+    ("/v2/cross_validation", {"h": 7, "n_windows": 3, "step_size": 5, "series": {"y": [1.0] * 40 + [2.0] * 10, "sizes": [40, 10]}},
+     ["body", "series", "sizes", 1]),
+    ("/v2/cross_validation", {"h": 1, "n_windows": 0}, ["body", "n_windows"]),
+    ("/v2/cross_validation", {"h": 1, "step_size": 1, "n_windows": 20001, "series": {"y": [1.0] * 20002, "sizes": [20002]}},
+     ["body", "n_windows"]),
+    ("/v2/cross_validation", {"h": 2, "n_windows": 3, "finetune_steps": 200, "refit": True}, ["body", "finetune_steps"]),
+    ("/v2/cross_validation", {"h": 2, "level": [100]}, ["body", "level", 0]),
+    ("/v2/anomaly_detection", {"level": 100}, ["body", "level"]),
+    ("/v2/anomaly_detection", {"multivariate": True}, ["body", "multivariate"]),
+    ("/v2/online_anomaly_detection", {"h": 2}, ["body", "detection_size"]),
+    ("/v2/online_anomaly_detection", {"h": 2, "detection_size": 5, "threshold_method": "global"}, ["body", "threshold_method"]),
+    ("/v2/online_anomaly_detection", {"h": 2, "detection_size": 5, "threshold_method": "multivariate",
+                                      "series": {"y": [1.0] * 50, "sizes": [30, 20]}}, ["body", "series", "sizes"]),
+]
+
+
+@pytest.mark.parametrize("path,patch,loc", BACKTEST_BAD)
+def test_backtest_validation(http, path, patch, loc):
+    body = {"series": {"y": [float(i % 7) for i in range(40)], "sizes": [40]}, "model": "timegpt-1", "freq": "D"}
+    body.update(patch)
+    r = http.post(path, json=body)
+    assert r.status_code == 422, r.text
+    assert any(d["loc"][: len(loc)] == loc for d in r.json()["detail"]), r.json()
+
+
+def test_backtest_with_a_single_point_series(http):
+    r = http.post("/v2/anomaly_detection", json={"series": {"y": [1.0, 5.0, 2.0] * 20 + [3.0], "sizes": [60, 1]}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["sizes"] == [30, 0] and len(body["mean"]) == len(body["anomaly"]) == 30

@@ -90,7 +90,7 @@ def _numeric_rows(rows: list[list], loc: list) -> np.ndarray:
         raise invalid(loc, "categorical (string) exogenous features are not supported; encode them as numbers") from None
 
 
-def _level_quantiles(levels: list[int | float]) -> list[float]:
+def level_quantiles(levels: list[int | float]) -> list[float]:
     qs = {0.5}
     for lvl in levels:
         qs |= {0.5 - lvl / 200, 0.5 + lvl / 200}
@@ -140,7 +140,7 @@ def to_forecast_request(body: NixtlaForecastBody, max_horizon: int) -> ForecastR
                       future_covariates=future[:, i * body.h : (i + 1) * body.h].T)
         series.append(Series(values=ctx, **kw))
         offset += n
-    return ForecastRequest(series=series, horizon=body.h, levels=_level_quantiles(body.level or []))
+    return ForecastRequest(series=series, horizon=body.h, levels=level_quantiles(body.level or []))
 
 
 def forecast_finetune(body: NixtlaForecastBody, max_steps: int) -> FinetuneConfig | None:
