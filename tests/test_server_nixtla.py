@@ -55,6 +55,27 @@ def test_sdk_forecast_with_exogenous_features(client):
     assert fc["TimeGPT"].to_numpy()[promo].mean() > fc["TimeGPT"].to_numpy()[~promo].mean() + 10
 
 
+def test_sdk_feature_contributions_add_up_to_the_forecast(client):
+    df = _df()
+    rng = np.random.default_rng(1)
+    df["promo"] = rng.integers(0, 2, len(df)).astype(float)
+    df["noise"] = rng.normal(size=len(df))
+    df["y"] += 20 * df["promo"]
+    future = pd.DataFrame({"unique_id": np.repeat(["s0", "s1"], 7),
+                           "ds": list(pd.date_range("2024-03-21", periods=7, freq="D")) * 2,
+                           "promo": [1.0, 0.0] * 7})
+    fc = client.forecast(df=df, X_df=future, h=7, freq="D", hist_exog_list=["noise"], feature_contributions=True)
+    shap = client.feature_contributions
+    assert list(shap.columns) == ["unique_id", "ds", "TimeGPT", "promo", "noise", "base_value"]
+    assert np.allclose(shap["promo"] + shap["noise"] + shap["base_value"], fc["TimeGPT"], atol=1e-6)
+    assert (shap["noise"] == 0).all()  # a historical-only feature does not move the forecast
+    promo = future["promo"].to_numpy() == 1.0
+    assert (shap["promo"].to_numpy()[promo] > 5).all() and (shap["promo"].to_numpy()[~promo] < -5).all()
+    # With add_history the in-sample rows get contributions too (0: backtests ignore features).
+    both = client.forecast(df=df, X_df=future, h=7, freq="D", feature_contributions=True, add_history=True)
+    assert len(client.feature_contributions) == len(both) > 14
+
+
 def test_sdk_finetune_list_use_and_delete(client):
     df = _df()
     model_id = client.finetune(df=df, freq="D", finetune_steps=5, finetune_depth=2, finetune_loss="mae",

@@ -21,8 +21,13 @@ class RidgeFit:
     mean: np.ndarray  # standardisation of the covariates
     std: np.ndarray
 
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """x [T, K] -> each covariate's additive effect [T, K] relative to its historical mean:
+        for a linear model these are exactly its Shapley values with the history as background."""
+        return (x - self.mean) / self.std * self.coef
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std) @ self.coef + self.intercept
+        return self.contributions(x).sum(axis=1) + self.intercept
 
 
 def fit_ridge(y: np.ndarray, x: np.ndarray) -> RidgeFit | None:

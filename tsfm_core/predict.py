@@ -23,6 +23,7 @@ class ForecastResult:
     levels: list[float]
     truncated_from: int | None = None
     covariate_weights: np.ndarray | None = None
+    covariate_contributions: np.ndarray | None = None  # [H, C, K] additive effect of each covariate
 
 
 class Forecaster:
@@ -94,6 +95,8 @@ class Forecaster:
                     levels=levels,
                     truncated_from=plan.length if plan.truncated else None,
                     covariate_weights=plan.weights,
+                    covariate_contributions=(None if plan.contributions is None else
+                                             np.transpose(plan.contributions[:, : req.horizon], (1, 0, 2))),
                 ))
             out.append(results)
         return out
@@ -112,6 +115,7 @@ class _SeriesPlan:
     rows: slice  # this series' channels in the flat context list
     offsets: np.ndarray  # [C, H] covariate regression added back to the forecast
     weights: np.ndarray | None  # [C, K] standardised ridge coefficients
+    contributions: np.ndarray | None  # [C, H, K] each covariate's share of `offsets`
     length: int
     truncated: bool
 
@@ -121,7 +125,7 @@ def _plan_series(s: Series, horizon: int, cap: int, contexts: list[np.ndarray]) 
     first = len(contexts)
     has_covariates = (s.past_covariates is not None and s.future_covariates is not None
                       and s.past_covariates.shape[1] > 0)
-    offsets, weights = [], []
+    offsets, weights, contributions = [], [], []
     for c in range(s.n_channels):
         y = s.values[-cap:, c].astype(np.float64)
         regression = fit_ridge(s.values[:, c], s.past_covariates) if has_covariates else None
@@ -129,14 +133,18 @@ def _plan_series(s: Series, horizon: int, cap: int, contexts: list[np.ndarray]) 
             y = y - regression.predict(s.past_covariates[-cap:])
             offsets.append(regression.predict(s.future_covariates[:horizon]))
             weights.append(regression.coef)
+            contributions.append(regression.contributions(s.future_covariates[:horizon]))
         else:
             offsets.append(np.zeros(horizon))
-            weights.append(np.zeros(s.past_covariates.shape[1]) if has_covariates else None)
+            if has_covariates:
+                weights.append(np.zeros(s.past_covariates.shape[1]))
+                contributions.append(np.zeros((horizon, s.past_covariates.shape[1])))
         contexts.append(y.astype(np.float32))
     return _SeriesPlan(
         rows=slice(first, len(contexts)),
         offsets=np.stack(offsets),
         weights=np.stack(weights) if has_covariates else None,
+        contributions=np.stack(contributions) if has_covariates else None,
         length=s.length,
         truncated=s.length > cap,
     )

@@ -104,8 +104,6 @@ def to_forecast_request(body: NixtlaForecastBody, max_horizon: int) -> ForecastR
         raise invalid(loc + ["h"], f"must be <= {max_horizon}", "less_than_equal")
     if body.multivariate:
         raise invalid(loc + ["multivariate"], "multivariate forecasting is not supported; send multivariate=false")
-    if body.feature_contributions:
-        raise invalid(loc + ["feature_contributions"], "feature contributions are not supported; send false")
     for i, lvl in enumerate(body.level or []):
         if not 0 <= lvl < 100:
             raise invalid(loc + ["level", i], "levels must be in [0, 100)")
@@ -171,7 +169,22 @@ def forecast_response(body: NixtlaForecastBody, results: list[ForecastResult]) -
         weights = [r.covariate_weights[0] for r in results if r.covariate_weights is not None]
         future_weights = np.mean(weights, axis=0) if weights else np.zeros(len(body.series.X_future or []))
         weights_x = [float(w) for w in future_weights] + [0.0] * (x_rows - len(future_weights))
-    return {"mean": mean, "intervals": intervals, "weights_x": weights_x}
+    out = {"mean": mean, "intervals": intervals, "weights_x": weights_x}
+    if body.feature_contributions:
+        out["feature_contributions"] = _feature_contributions(body, results, np.asarray(mean))
+    return out
+
+
+def _feature_contributions(body: NixtlaForecastBody, results: list[ForecastResult], mean: np.ndarray) -> list[list[float]]:
+    """One list per X row, then `base_value`, each n_series*h long, adding up to the forecast. A
+    future feature's share is its term of the covariate regression (its exact Shapley value, for
+    any feature_contributions_type); historical-only features never move the forecast: 0."""
+    n_future, n_rows = len(body.series.X_future or []), len(body.series.X or [])
+    shares = np.concatenate([r.covariate_contributions[:, 0, :] if r.covariate_contributions is not None
+                             else np.zeros((body.h, n_future)) for r in results])  # [n_series*h, n_future]
+    zeros = [0.0] * len(mean)
+    return ([shares[:, k].tolist() for k in range(n_future)] + [zeros] * (n_rows - n_future)
+            + [(mean - shares.sum(axis=1)).tolist()])
 
 
 def finetune_config(body: NixtlaFinetuneBody, max_steps: int) -> FinetuneConfig:

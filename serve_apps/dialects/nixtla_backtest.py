@@ -156,8 +156,13 @@ def _row_indexes(series: list[np.ndarray], bt: Backtest) -> list[int]:
 
 
 def cross_validation_response(body: CrossValidationBody, series: list[np.ndarray], bt: Backtest, levels: list[float]) -> dict:
-    return {"idxs": _row_indexes(series, bt), "sizes": bt.sizes(len(series)), "mean": bt.median.tolist(),
-            "intervals": _intervals(bt, levels, body.level or [])}
+    out = {"idxs": _row_indexes(series, bt), "sizes": bt.sizes(len(series)), "mean": bt.median.tolist(),
+           "intervals": _intervals(bt, levels, body.level or [])}
+    if body.series.X:
+        # add_history with feature_contributions stacks these under the forecast's: backtests do
+        # not use exogenous features, so each feature's share is 0 and base_value is the forecast.
+        out["feature_contributions"] = [[0.0] * len(bt.median)] * len(body.series.X) + [out["mean"]]
+    return out
 
 
 def _scored(body, series: list[np.ndarray], bt: Backtest, levels: list[float]) -> tuple[dict, np.ndarray, np.ndarray]:
