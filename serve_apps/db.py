@@ -24,7 +24,7 @@ def connect(url: str) -> sa.Engine:
         with engine.begin() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         sa.event.listen(engine, "connect", lambda c, _: c.execute("PRAGMA busy_timeout=10000"))
-    from serve_apps import files, job_store, registry  # noqa: F401  (register their tables)
+    from serve_apps import async_jobs, files, job_store, registry  # noqa: F401  (register their tables)
 
     metadata.create_all(engine)
     _engines[url] = engine

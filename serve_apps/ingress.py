@@ -10,13 +10,15 @@ import shutil
 import time
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from serve_apps import nixtla_service
+from serve_apps.async_jobs import AsyncJobFinished, AsyncJobNotFound, AsyncJobRecord, AsyncJobStore
+from serve_apps.async_runner import AsyncJobRunner
 from serve_apps.auth import Caller, authenticate
 from serve_apps.catalog import CATALOG
 from serve_apps.dialects import cohere, nixtla, nixtla_backtest, openai, tsfm
@@ -24,14 +26,12 @@ from serve_apps.errors import ApiError, install_error_handlers, invalid, not_fou
 from serve_apps.files import FileNotFound, FileRecord, FileStore, InvalidFile
 from serve_apps.job_manager import job_dir
 from serve_apps.job_store import ACTIVE, JobNotFound, JobRecord, JobStore
-from serve_apps.jobs import FinetuneJob, ForecastJob
+from serve_apps.jobs import ForecastJob
 from serve_apps.middleware import BodyMiddleware
+from serve_apps.nixtla_service import NixtlaService
 from serve_apps.registry import ModelNotFound, ModelRecord, Registry, new_model_id
 from serve_apps.settings import Settings
-from tsfm_core import backtest
-from tsfm_core.backtest import Backtest, Window
 from tsfm_core.checkpoint import read_config
-from tsfm_core.finetune import FinetuneConfig
 
 app = FastAPI(title="tsfm-cluster", version="0.1.0",
               description="Self-hosted time-series foundation model serving and finetuning.")
@@ -54,6 +54,11 @@ class Ingress:
         self.keys = self.settings.api_key_map()
         base = read_config(CATALOG.entries["tsfm-base"].path)["model"]
         self.max_context, self.output_patch_len = base["max_context"], base["output_patch_len"]
+        self.nixtla = NixtlaService(self.settings, self.registry, model_server, self.resolve,
+                                    self.max_context, self.output_patch_len)
+        self.async_jobs = AsyncJobStore(self.settings.database_url, self.settings.artifact_dir)
+        self.runner = AsyncJobRunner(self.async_jobs, self._execute_async)
+        self.runner.start()
 
     # ---- shared helpers -------------------------------------------------------------------------
     def caller(self, request: Request) -> Caller:
@@ -162,94 +167,95 @@ class Ingress:
         self.caller(request)
         return {"models": [{"name": n} for n in CATALOG.names()]}
 
-    def nixtla_model(self, body: Any, caller: Caller) -> str:
-        """A finetuned_model_id, when given, overrides the model name (as TimeGPT does)."""
-        if body.finetuned_model_id:
-            return self.resolve(body.finetuned_model_id, caller, ["body", "finetuned_model_id"])
-        return self.resolve(body.model, caller, ["body", "model"])
-
     @app.post("/v2/forecast")
     async def nixtla_forecast(self, request: Request, body: nixtla.NixtlaForecastBody) -> dict:
-        model_id = self.nixtla_model(body, self.caller(request))
-        forecast_request = nixtla.to_forecast_request(body, self.settings.max_prediction_length)
-        finetune = nixtla.forecast_finetune(body, self.settings.max_sync_finetune_steps)
-        results = await self.run_forecast(model_id, ForecastJob(request=forecast_request, finetune=finetune))
-        return nixtla.forecast_response(body, results)
-
-    async def run_backtest(self, model_id: str, series: list, windows: list[Window], levels: list[float],
-                           finetune: FinetuneConfig | None = None, refit: bool = False) -> Backtest:
-        """All windows go in one forecast job (batched like any other), or with a refitting finetune
-        one job per round of windows, each tuned on the data before its round."""
-        rounds = backtest.by_rank(windows) if finetune is not None and refit else [list(range(len(windows)))]
-        results: list = [None] * len(windows)
-
-        async def forecast_round(indexes: list[int]) -> None:
-            chosen = [windows[i] for i in indexes]
-            job = ForecastJob(request=backtest.window_request(series, chosen, levels, self.max_context), finetune=finetune,
-                              finetune_series=backtest.training_prefixes(series, chosen) if finetune else None)
-            for i, result in zip(indexes, await self.run_forecast(model_id, job)):
-                results[i] = result
-
-        await asyncio.gather(*(forecast_round(r) for r in rounds if r))
-        return backtest.collect(windows, results, len(levels))
+        return await self.nixtla.prepare("forecast", body, self.caller(request))()
 
     @app.post("/v2/cross_validation")
     async def nixtla_cross_validation(self, request: Request, body: nixtla_backtest.CrossValidationBody) -> dict:
-        model_id = self.nixtla_model(body, self.caller(request))
-        series, windows = nixtla_backtest.cross_validation_plan(body, self.output_patch_len,
-                                                                self.settings.max_backtest_windows)
-        finetune = nixtla_backtest.finetune_for(body, windows, self.settings.max_sync_finetune_steps)
-        levels = nixtla.level_quantiles(body.level or [])
-        result = await self.run_backtest(model_id, series, windows, levels, finetune, body.refit)
-        return nixtla_backtest.cross_validation_response(body, series, result, levels)
+        return await self.nixtla.prepare("cross_validation", body, self.caller(request))()
 
     @app.post("/v2/anomaly_detection")
-    async def nixtla_anomaly_detection(self, request: Request, body: nixtla_backtest.AnomalyDetectionBody) -> dict:
-        model_id = self.nixtla_model(body, self.caller(request))
-        series, windows = nixtla_backtest.anomaly_plan(body, self.output_patch_len, self.settings.max_backtest_windows)
-        levels = nixtla.level_quantiles([body.level])
-        result = await self.run_backtest(model_id, series, windows, levels)
-        return nixtla_backtest.anomaly_response(body, series, result, levels)
+    async def nixtla_anomaly_detection(self, request: Request, payload: dict = Body(...)) -> Any:
+        # The batch detector's body, or (as nixtla 1.0 sends it here) the online detector's.
+        try:
+            task, body = nixtla_service.parse("anomaly_detection", payload)
+        except ValidationError as exc:
+            return JSONResponse(status_code=422, content={"detail": tsfm.validation_detail(exc, ["body"])})
+        return await self.nixtla.prepare(task, body, self.caller(request))()
 
     @app.post("/v2/online_anomaly_detection")
     async def nixtla_online_anomaly_detection(self, request: Request,
                                               body: nixtla_backtest.OnlineAnomalyDetectionBody) -> dict:
-        model_id = self.nixtla_model(body, self.caller(request))
-        series, windows = nixtla_backtest.online_plan(body, self.settings.max_backtest_windows)
-        finetune = nixtla_backtest.finetune_for(body, windows, self.settings.max_sync_finetune_steps)
-        levels = nixtla.level_quantiles([body.level])
-        result = await self.run_backtest(model_id, series, windows, levels, finetune, body.refit)
-        return nixtla_backtest.online_response(body, series, result, levels)
+        return await self.nixtla.prepare("online_anomaly_detection", body, self.caller(request))()
 
     @app.post("/v2/finetune")
     async def nixtla_finetune(self, request: Request, body: nixtla.NixtlaFinetuneBody) -> dict:
+        return await self.nixtla.prepare("finetune", body, self.caller(request))()
+
+    # ---- Nixtla async jobs (client.jobs.*) ---------------------------------------------------------
+    @app.post("/v2/{task}/async", status_code=202)
+    async def nixtla_submit(self, task: str, request: Request, payload: dict = Body(...)) -> Any:
         caller = self.caller(request)
-        if body.finetuned_model_id:
-            parent = self.resolve(body.finetuned_model_id, caller, ["body", "finetuned_model_id"])
-        else:
-            parent = self.resolve(body.model, caller, ["body", "model"])
-        config = nixtla.finetune_config(body, self.settings.max_sync_finetune_steps)
-        model_id = body.output_model_id or new_model_id()
-        if CATALOG.lookup(model_id) is not None:
-            raise invalid(["body", "output_model_id"], f"{model_id!r} is the name of a base model")
+        if task not in nixtla_service.BODIES:
+            raise not_found(["path", "task"], f"async task {task!r} (supported: {', '.join(nixtla_service.BODIES)})")
+        options = payload.pop("job_options", None) or {}
+        timeout = options.get("timeout_seconds") if isinstance(options, dict) else None
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
+            raise invalid(["body", "job_options", "timeout_seconds"], "must be a positive number of seconds")
+        if task == "finetune" and isinstance(payload, dict) and not payload.get("output_model_id"):
+            payload["output_model_id"] = new_model_id()  # fixed now, so a redone attempt makes the same model
         try:
-            self.registry.add(model_id=model_id, organization=caller.organization, base_model_id=parent,
-                              source="nixtla", created_by=caller.key_hint, freq=body.freq,
-                              steps=config.steps, depth=config.depth, loss=config.loss, finetune_tokens=0,
-                              params={"requested_model": body.model}, status="finetuning")
-        except sa.exc.IntegrityError:
-            raise invalid(["body", "output_model_id"], f"a model with id {model_id!r} already exists") from None
-        series = nixtla.split_series(body.series)
-        job = FinetuneJob(series=series, config=config,
-                          output_dir=str(self.registry.artifact_path_for(model_id)), metadata={"id": model_id})
+            parsed_task, body = nixtla_service.parse(task, payload)
+        except ValidationError as exc:
+            return JSONResponse(status_code=422, content={"detail": tsfm.validation_detail(exc, ["body"])})
+        self.nixtla.prepare(parsed_task, body, caller)  # every 4xx now, not in a failed job later
+        record = await asyncio.to_thread(self.async_jobs.create, caller.organization, caller.key_hint, task,
+                                         payload, timeout)
+        self.runner.wake()
+        return {"job_id": record.id, "status": record.status}
+
+    async def _execute_async(self, record: AsyncJobRecord, payload: dict) -> dict:
+        task, body = nixtla_service.parse(record.task, payload)
+        if task == "finetune" and record.attempts > 1:
+            self._discard_unfinished(body.output_model_id, record)
+        caller = Caller(organization=record.organization, key_hint=record.created_by)
+        return await self.nixtla.prepare(task, body, caller)()
+
+    def _discard_unfinished(self, model_id: str, record: AsyncJobRecord) -> None:
+        """An attempt that died with its server left its model 'finetuning': the redo starts over.
+        The id was free when the job was accepted, so a row made since then is that attempt's."""
         try:
-            points = await self.model_server.options(multiplexed_model_id=parent).finetune.remote(job)
-        except BaseException:
+            model = self.registry.get(model_id, record.organization)
+        except ModelNotFound:
+            return
+        if model.status == "finetuning" and model.created_at >= record.created_at:
             self.registry.discard(model_id)
-            raise
-        self.registry.set_status(model_id, "ready", finetune_tokens=points)
-        return {"input_tokens": len(body.series.y), "output_tokens": 0, "finetune_tokens": points,
-                "finetuned_model_id": model_id}
+
+    @app.get("/v2/{task}/jobs/{job_id}")
+    async def nixtla_job(self, task: str, job_id: str, request: Request) -> dict:
+        caller = self.caller(request)
+        try:
+            record = self.async_jobs.get(job_id, caller.organization)
+        except AsyncJobNotFound:
+            raise not_found(["path", "job_id"], f"job {job_id!r}") from None
+        if record.task != task:
+            raise not_found(["path", "job_id"], f"{task} job {job_id!r}")
+        result = await asyncio.to_thread(self.async_jobs.result, job_id) if record.status == "succeeded" else None
+        return {"job_id": record.id, "task": record.task, "status": record.status, "created_at": record.created_at,
+                "started_at": record.started_at, "finished_at": record.finished_at, "attempts": record.attempts,
+                "result": result, "error": record.error}
+
+    @app.post("/v2/async/jobs/{job_id}/cancel")
+    async def nixtla_cancel_job(self, job_id: str, request: Request) -> dict:
+        caller = self.caller(request)
+        try:
+            record = self.async_jobs.cancel(job_id, caller.organization)
+        except AsyncJobNotFound:
+            raise not_found(["path", "job_id"], f"job {job_id!r}") from None
+        except AsyncJobFinished as exc:
+            raise ApiError(409, ["path", "job_id"], f"job {job_id!r} already {exc}", "conflict") from None
+        return {"job_id": record.id, "status": record.status}
 
     @app.get("/v2/finetuned_models")
     async def nixtla_finetuned_models(self, request: Request) -> dict:

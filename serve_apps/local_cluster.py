@@ -24,10 +24,22 @@ NODE_PORT_FLAGS = ("--node-manager-port", "--object-manager-port", "--dashboard-
                    "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct ports that are free now: all held open together while they are picked, since
+    one at a time the OS may hand out the same port twice (two Ray components then clash)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            sockets.append(socket.socket())
+            sockets[-1].bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_until_serving(url: str, proc: subprocess.Popen, log_path: str | Path, timeout: float, what: str) -> None:
@@ -56,22 +68,23 @@ def cluster_env(dashboard_url: str) -> dict:
 
 
 # Watches the owner; once it is gone (even SIGKILLed, when no handler of ours can run), stops the
-# cluster's process session: SIGTERM so the raylet takes its workers down, SIGKILL after 10 s.
+# cluster's process session: SIGTERM so the raylet takes its workers down, SIGKILL after 5 s.
 # It also exits once the session is gone, i.e. after a normal stop(). Ray guards job drivers the same way.
 REAPER = ("while kill -0 {owner} 2>/dev/null && kill -0 -{pgid} 2>/dev/null; do sleep 1; done; "
           "kill -TERM -{pgid} 2>/dev/null || exit 0; "
-          "for _ in 1 2 3 4 5 6 7 8 9 10; do sleep 1; kill -0 -{pgid} 2>/dev/null || exit 0; done; "
+          "for _ in 1 2 3 4 5; do sleep 1; kill -0 -{pgid} 2>/dev/null || exit 0; done; "
           "kill -KILL -{pgid} 2>/dev/null")
 
 
-def node_port_args() -> list[str]:
-    return [arg for flag in NODE_PORT_FLAGS for arg in (flag, str(free_port()))]
+def node_port_args(ports: list[int] | None = None) -> list[str]:
+    ports = ports or free_ports(len(NODE_PORT_FLAGS))
+    return [arg for flag, port in zip(NODE_PORT_FLAGS, ports) for arg in (flag, str(port))]
 
 
 class LocalCluster:
     def __init__(self, temp_dir: str, num_cpus: int | None = None, log_path: str | None = None):
         self.temp_dir, self.num_cpus = temp_dir, num_cpus
-        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.gcs_port, self.dashboard_port, self.client_port, *self.node_ports = free_ports(3 + len(NODE_PORT_FLAGS))
         self.log_path = log_path or os.path.join(temp_dir + "-start.log")
         self.proc: subprocess.Popen | None = None
 
@@ -87,7 +100,7 @@ class LocalCluster:
         args = [RAY, "start", "--head", "--block", "--disable-usage-stats", "--temp-dir", self.temp_dir,
                 "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
                 str(self.dashboard_port), "--include-dashboard", "true",
-                "--ray-client-server-port", str(free_port()), *node_port_args()]
+                "--ray-client-server-port", str(self.client_port), *node_port_args(self.node_ports)]
         if self.num_cpus is not None:
             args += ["--num-cpus", str(self.num_cpus)]
         env = cluster_env(self.dashboard_url)
@@ -102,12 +115,15 @@ class LocalCluster:
             raise
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 5) -> None:
+        """SIGTERM lets the raylet take its workers down (within a second or two); `ray start` itself
+        and the GCS linger on it for good, so whatever is left after `grace_s` is SIGKILLed. The
+        embedded cluster keeps no state of its own worth a slower shutdown: jobs live in the database."""
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()

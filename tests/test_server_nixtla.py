@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from nixtla import NixtlaClient
 
-from tests.conftest import seasonal_series
+from tests.conftest import seasonal_series, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +267,54 @@ def test_backtest_with_a_single_point_series(http):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["sizes"] == [30, 0] and len(body["mean"]) == len(body["anomaly"]) == 30
+
+
+# ---- async jobs (client.jobs.*) -------------------------------------------------------------------
+def test_sdk_async_jobs_match_the_synchronous_calls(client):
+    from nixtla.jobs import JobStatus
+
+    df = _uneven_df()
+    job = client.jobs.forecast(df=df, h=7, freq="D", level=[80])
+    result = job.wait(poll_interval=0.2, poll_timeout=120)
+    assert job.status == JobStatus.SUCCEEDED
+    pd.testing.assert_frame_equal(result, client.forecast(df=df, h=7, freq="D", level=[80]), rtol=1e-4)
+    cv = client.jobs.cross_validation(df=df, h=7, n_windows=2, freq="D").wait(poll_interval=0.2, poll_timeout=120)
+    assert len(cv) == 2 * 2 * 7 and "cutoff" in cv.columns
+    online = client.jobs.detect_anomalies(df=df, h=7, detection_size=10, freq="D").wait(poll_interval=0.2, poll_timeout=120)
+    assert len(online) == 2 * 10 and "anomaly_score" in online.columns
+    model_id = client.jobs.finetune(df=df, freq="D", finetune_steps=3).wait(poll_interval=0.2, poll_timeout=120)
+    assert model_id in client.finetuned_models(as_df=True)["id"].tolist()
+
+
+def test_sdk_async_job_cancel_and_timeout(client):
+    from nixtla.jobs import JobCancelledError, JobError
+
+    df = _df(n=200)
+    job = client.jobs.finetune(df=df, freq="D", finetune_steps=500)
+    job.cancel()
+    with pytest.raises(JobCancelledError):
+        job.wait(poll_interval=0.2, poll_timeout=60)
+    slow = client.jobs.finetune(df=df, freq="D", finetune_steps=500, job_timeout_seconds=1)
+    with pytest.raises(JobError) as exc:
+        slow.wait(poll_interval=0.5, poll_timeout=120)
+    assert "timeout_seconds" in str(exc.value)
+
+
+def test_async_job_validation_isolation_and_conflicts(http, other_org):
+    r = http.post("/v2/forecast/async", json={"series": {"y": [1.0, 2.0], "sizes": [2]}, "h": 0})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "h"]
+    r = http.post("/v2/forecast/async", json={"series": {"y": [1.0, 2.0], "sizes": [2]}, "h": 1,
+                                              "job_options": {"timeout_seconds": -1}})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "job_options", "timeout_seconds"]
+    r = http.post("/v2/forecast/async", json={"series": {"y": [1.0, 2.0], "sizes": [2]}, "h": 1, "model": "nope"})
+    assert r.status_code == 404 and r.json()["detail"][0]["loc"] == ["body", "model"]
+    assert http.post("/v2/simulate/async", json={}).status_code == 404
+    r = http.post("/v2/forecast/async", json={"series": {"y": [1.0, 2.0, 3.0], "sizes": [3]}, "h": 2, "freq": "D"})
+    assert r.status_code == 202
+    job_id = r.json()["job_id"]
+    done = wait_for(lambda: http.get(f"/v2/forecast/jobs/{job_id}").json(), lambda j: j["status"] == "succeeded", 60)
+    assert len(done["result"]["mean"]) == 2 and done["error"] is None
+    assert other_org.get(f"/v2/forecast/jobs/{job_id}").status_code == 404
+    assert other_org.post(f"/v2/async/jobs/{job_id}/cancel").status_code == 404
+    assert http.get(f"/v2/cross_validation/jobs/{job_id}").status_code == 404
+    assert http.post(f"/v2/async/jobs/{job_id}/cancel").status_code == 409

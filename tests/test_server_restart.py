@@ -1,5 +1,6 @@
-"""Nothing accepted is lost: files, models and a running fine-tuning job survive a server restart;
-the job's Ray run died with the embedded cluster and resumes from its last checkpoint."""
+"""Nothing accepted is lost: files, models, a running fine-tuning job and a running Nixtla async
+job survive a server restart; the fine-tuning job's Ray run died with the embedded cluster and
+resumes from its last checkpoint, the async job is redone from its stored body."""
 
 import io
 import json
@@ -30,6 +31,10 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         # Wait until the run has written a checkpoint, then take the whole server (and its Ray) down.
         wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"], bool)
         assert client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "running"
+        async_job = client.post("/v2/finetune/async", json={
+            "series": {"y": [float(v) for v in seasonal_series(200)], "sizes": [200]}, "freq": "D",
+            "finetune_steps": 500, "output_model_id": "from-async"}).json()["job_id"]
+        wait_for(lambda: client.get(f"/v2/finetune/jobs/{async_job}").json()["status"], lambda s: s == "running")
     finally:
         first.stop()
 
@@ -49,5 +54,10 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         r = client.post("/v1/forecast", json={"model": done["fine_tuned_model"], "inputs": [{"target": [[1.0], [2.0]]}],
                                               "parameters": {"prediction_length": 2}})
         assert r.status_code == 200
+        redone = wait_for(lambda: client.get(f"/v2/finetune/jobs/{async_job}").json(),
+                          lambda j: j["status"] in ("succeeded", "failed", "cancelled"))
+        assert redone["status"] == "succeeded" and redone["attempts"] >= 2, redone
+        assert redone["result"]["finetuned_model_id"] == "from-async"
+        assert client.get("/v2/finetuned_models/from-async").json()["id"] == "from-async"
     finally:
         second.stop()

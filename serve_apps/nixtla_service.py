@@ -1,0 +1,156 @@
+"""The Nixtla TimeGPT v2 tasks, each split in two: `prepare` validates a body and resolves its
+model (every 4xx is raised there) and returns `run`, which does the work. The synchronous routes
+call both at once; the async job API prepares at submission, so a bad body is still a 422, and
+runs later, possibly in another ingress replica or after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from ray.serve.handle import DeploymentHandle
+
+from serve_apps.auth import Caller
+from serve_apps.catalog import CATALOG
+from serve_apps.dialects import nixtla, nixtla_backtest
+from serve_apps.errors import invalid
+from serve_apps.jobs import FinetuneJob, ForecastJob
+from serve_apps.registry import Registry, new_model_id
+from serve_apps.settings import Settings
+from tsfm_core import backtest
+from tsfm_core.backtest import Backtest, Window
+from tsfm_core.finetune import FinetuneConfig
+
+Run = Callable[[], Awaitable[dict]]
+Resolve = Callable[[str, Caller, list], str]
+
+BODIES: dict[str, type[BaseModel]] = {
+    "forecast": nixtla.NixtlaForecastBody,
+    "cross_validation": nixtla_backtest.CrossValidationBody,
+    "anomaly_detection": nixtla_backtest.AnomalyDetectionBody,
+    "online_anomaly_detection": nixtla_backtest.OnlineAnomalyDetectionBody,
+    "finetune": nixtla.NixtlaFinetuneBody,
+}
+
+
+def parse(task: str, payload: Any) -> tuple[str, BaseModel]:
+    """A raw body -> (task, validated body); raises pydantic's ValidationError. The SDK's async
+    `jobs.detect_anomalies` posts the online detector's body to anomaly_detection (what the name
+    means from nixtla 1.0 on): a `detection_size` selects the online detector."""
+    if task == "anomaly_detection" and isinstance(payload, dict) and "detection_size" in payload:
+        task = "online_anomaly_detection"
+    return task, BODIES[task].model_validate(payload)
+
+
+class NixtlaService:
+    def __init__(self, settings: Settings, registry: Registry, model_server: DeploymentHandle, resolve: Resolve,
+                 max_context: int, output_patch_len: int):
+        self.settings, self.registry, self.model_server, self.resolve = settings, registry, model_server, resolve
+        self.max_context, self.output_patch_len = max_context, output_patch_len
+
+    def prepare(self, task: str, body: BaseModel, caller: Caller) -> Run:
+        return getattr(self, f"_prepare_{task}")(body, caller)
+
+    def model_for(self, body: Any, caller: Caller) -> str:
+        """A finetuned_model_id, when given, overrides the model name (as TimeGPT does)."""
+        if body.finetuned_model_id:
+            return self.resolve(body.finetuned_model_id, caller, ["body", "finetuned_model_id"])
+        return self.resolve(body.model, caller, ["body", "model"])
+
+    async def _forecast(self, model_id: str, job: ForecastJob):
+        return await self.model_server.options(multiplexed_model_id=model_id).forecast.remote(job)
+
+    # ---- forecast ---------------------------------------------------------------------------------
+    def _prepare_forecast(self, body: nixtla.NixtlaForecastBody, caller: Caller) -> Run:
+        model_id = self.model_for(body, caller)
+        request = nixtla.to_forecast_request(body, self.settings.max_prediction_length)
+        finetune = nixtla.forecast_finetune(body, self.settings.max_sync_finetune_steps)
+
+        async def run() -> dict:
+            results = await self._forecast(model_id, ForecastJob(request=request, finetune=finetune))
+            return nixtla.forecast_response(body, results)
+        return run
+
+    # ---- backtests --------------------------------------------------------------------------------
+    async def _backtest(self, model_id: str, series: list, windows: list[Window], levels: list[float],
+                        finetune: FinetuneConfig | None = None, refit: bool = False) -> Backtest:
+        """All windows go in one forecast job (batched like any other), or with a refitting finetune
+        one job per round of windows, each tuned on the data before its round."""
+        rounds = backtest.by_rank(windows) if finetune is not None and refit else [list(range(len(windows)))]
+        results: list = [None] * len(windows)
+
+        async def forecast_round(indexes: list[int]) -> None:
+            chosen = [windows[i] for i in indexes]
+            job = ForecastJob(request=backtest.window_request(series, chosen, levels, self.max_context), finetune=finetune,
+                              finetune_series=backtest.training_prefixes(series, chosen) if finetune else None)
+            for i, result in zip(indexes, await self._forecast(model_id, job)):
+                results[i] = result
+
+        await asyncio.gather(*(forecast_round(r) for r in rounds if r))
+        return backtest.collect(windows, results, len(levels))
+
+    def _prepare_cross_validation(self, body: nixtla_backtest.CrossValidationBody, caller: Caller) -> Run:
+        model_id = self.model_for(body, caller)
+        series, windows = nixtla_backtest.cross_validation_plan(body, self.output_patch_len,
+                                                                self.settings.max_backtest_windows)
+        finetune = nixtla_backtest.finetune_for(body, windows, self.settings.max_sync_finetune_steps)
+        levels = nixtla.level_quantiles(body.level or [])
+
+        async def run() -> dict:
+            result = await self._backtest(model_id, series, windows, levels, finetune, body.refit)
+            return nixtla_backtest.cross_validation_response(body, series, result, levels)
+        return run
+
+    def _prepare_anomaly_detection(self, body: nixtla_backtest.AnomalyDetectionBody, caller: Caller) -> Run:
+        model_id = self.model_for(body, caller)
+        series, windows = nixtla_backtest.anomaly_plan(body, self.output_patch_len, self.settings.max_backtest_windows)
+        levels = nixtla.level_quantiles([body.level])
+
+        async def run() -> dict:
+            result = await self._backtest(model_id, series, windows, levels)
+            return nixtla_backtest.anomaly_response(body, series, result, levels)
+        return run
+
+    def _prepare_online_anomaly_detection(self, body: nixtla_backtest.OnlineAnomalyDetectionBody, caller: Caller) -> Run:
+        model_id = self.model_for(body, caller)
+        series, windows = nixtla_backtest.online_plan(body, self.settings.max_backtest_windows)
+        finetune = nixtla_backtest.finetune_for(body, windows, self.settings.max_sync_finetune_steps)
+        levels = nixtla.level_quantiles([body.level])
+
+        async def run() -> dict:
+            result = await self._backtest(model_id, series, windows, levels, finetune, body.refit)
+            return nixtla_backtest.online_response(body, series, result, levels)
+        return run
+
+    # ---- finetune ---------------------------------------------------------------------------------
+    def _prepare_finetune(self, body: nixtla.NixtlaFinetuneBody, caller: Caller) -> Run:
+        parent = self.model_for(body, caller)
+        config = nixtla.finetune_config(body, self.settings.max_sync_finetune_steps)
+        model_id = body.output_model_id or new_model_id()
+        if CATALOG.lookup(model_id) is not None:
+            raise invalid(["body", "output_model_id"], f"{model_id!r} is the name of a base model")
+        if self.registry.exists(model_id):
+            raise invalid(["body", "output_model_id"], f"a model with id {model_id!r} already exists")
+
+        async def run() -> dict:
+            try:  # checked above, but another request may have taken the id since
+                self.registry.add(model_id=model_id, organization=caller.organization, base_model_id=parent,
+                                  source="nixtla", created_by=caller.key_hint, freq=body.freq,
+                                  steps=config.steps, depth=config.depth, loss=config.loss, finetune_tokens=0,
+                                  params={"requested_model": body.model}, status="finetuning")
+            except sa.exc.IntegrityError:
+                raise invalid(["body", "output_model_id"], f"a model with id {model_id!r} already exists") from None
+            job = FinetuneJob(series=nixtla.split_series(body.series), config=config,
+                              output_dir=str(self.registry.artifact_path_for(model_id)), metadata={"id": model_id})
+            try:
+                points = await self.model_server.options(multiplexed_model_id=parent).finetune.remote(job)
+            except BaseException:
+                self.registry.discard(model_id)
+                raise
+            self.registry.set_status(model_id, "ready", finetune_tokens=points)
+            return {"input_tokens": len(body.series.y), "output_tokens": 0, "finetune_tokens": points,
+                    "finetuned_model_id": model_id}
+        return run
