@@ -6,7 +6,8 @@
 Data: seasonal series with trend and AR(1) noise; spikes of 4-8 noise sigmas are injected at known
 points of the last `detection_size` steps. Reports wall time and windows/s for cross_validation,
 its MAE against a seasonal-naive forecast of the same windows, and precision/recall of the batch
-(detect_anomalies) and online (detect_anomalies_online) detectors against the injected spikes.
+(detect_anomalies) and online (detect_anomalies_online) detectors against the injected spikes,
+and a forecast as a synchronous call vs as an async job (submit, poll every 0.1 s, result).
 Results go to benchmarks/results/nixtla_backtest.json.
 """
 
@@ -75,6 +76,13 @@ def measure(url: str, n_series: int, length: int, horizon: int, n_windows: int, 
     mae, naive_mae = np.mean(np.abs(cv["y"] - cv["TimeGPT"])), np.mean(np.abs(cv["y"] - naive))
     coverage = np.mean((cv["y"] >= cv["TimeGPT-lo-80"]) & (cv["y"] <= cv["TimeGPT-hi-80"]))
 
+    start = time.perf_counter()
+    client.forecast(df=clean, h=horizon, freq="D", level=[80])
+    sync_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    client.jobs.forecast(df=clean, h=horizon, freq="D", level=[80]).wait(poll_interval=0.1)
+    async_seconds = time.perf_counter() - start
+
     spiked = data[["unique_id", "ds", "y"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -90,6 +98,7 @@ def measure(url: str, n_series: int, length: int, horizon: int, n_windows: int, 
                              "mae": round(float(mae), 3), "seasonal_naive_mae": round(float(naive_mae), 3),
                              "mae_vs_seasonal_naive": round(float(mae / naive_mae), 3),
                              "coverage_80": round(float(coverage), 3)},
+        "forecast_sync_vs_async_job": {"sync_seconds": round(sync_seconds, 2), "async_seconds": round(async_seconds, 2)},
         "detect_anomalies_batch": {"rows": len(batch), "seconds": round(batch_seconds, 2),
                                    **precision_recall(batch[batch["anomaly"]], truth, batch)},
         "detect_anomalies_online": {"rows": len(online), "seconds": round(online_seconds, 2),
