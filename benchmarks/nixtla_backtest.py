@@ -7,7 +7,8 @@ Data: seasonal series with trend and AR(1) noise; spikes of 4-8 noise sigmas are
 points of the last `detection_size` steps. Reports wall time and windows/s for cross_validation,
 its MAE against a seasonal-naive forecast of the same windows, and precision/recall of the batch
 (detect_anomalies) and online (detect_anomalies_online) detectors against the injected spikes,
-and a forecast as a synchronous call vs as an async job (submit, poll every 0.1 s, result).
+a forecast as a synchronous call vs as an async job (submit, poll every 0.1 s, result), and
+`simulate` paths scored on held-out days (per-step and horizon-total 80% coverage).
 Results go to benchmarks/results/nixtla_backtest.json.
 """
 
@@ -83,6 +84,20 @@ def measure(url: str, n_series: int, length: int, horizon: int, n_windows: int, 
     client.jobs.forecast(df=clean, h=horizon, freq="D", level=[80]).wait(poll_interval=0.1)
     async_seconds = time.perf_counter() - start
 
+    # Sample paths from all but the last `horizon` days; score them on the held-out days: per-step
+    # coverage, and coverage of the horizon total, which only holds if paths carry the right
+    # step-to-step dependence (independent steps would make the total's band far too narrow).
+    held_out = clean.groupby("unique_id").tail(horizon)
+    start = time.perf_counter()
+    paths = client.simulate(df=clean.drop(held_out.index), h=horizon, freq="D", n_paths=200, seed=0, poll_interval=0.1)
+    simulate_seconds = time.perf_counter() - start
+    band = paths.groupby(["unique_id", "ds"])["TimeGPT"].quantile([0.1, 0.9]).unstack()
+    truth = held_out.set_index(["unique_id", "ds"])["y"].loc[band.index]
+    step_coverage = np.mean((truth >= band[0.1]) & (truth <= band[0.9]))
+    totals = paths.groupby(["unique_id", "sample_id"])["TimeGPT"].sum().groupby("unique_id").quantile([0.1, 0.9]).unstack()
+    true_totals = held_out.groupby("unique_id")["y"].sum().loc[totals.index]
+    total_coverage = np.mean((true_totals >= totals[0.1]) & (true_totals <= totals[0.9]))
+
     spiked = data[["unique_id", "ds", "y"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -99,6 +114,9 @@ def measure(url: str, n_series: int, length: int, horizon: int, n_windows: int, 
                              "mae_vs_seasonal_naive": round(float(mae / naive_mae), 3),
                              "coverage_80": round(float(coverage), 3)},
         "forecast_sync_vs_async_job": {"sync_seconds": round(sync_seconds, 2), "async_seconds": round(async_seconds, 2)},
+        "simulate": {"paths": 200 * n_series, "seconds": round(simulate_seconds, 2),
+                     "coverage_80_per_step": round(float(step_coverage), 3),
+                     "coverage_80_horizon_total": round(float(total_coverage), 3)},
         "detect_anomalies_batch": {"rows": len(batch), "seconds": round(batch_seconds, 2),
                                    **precision_recall(batch[batch["anomaly"]], truth, batch)},
         "detect_anomalies_online": {"rows": len(online), "seconds": round(online_seconds, 2),

@@ -15,12 +15,12 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_apps.auth import Caller
 from serve_apps.catalog import CATALOG
-from serve_apps.dialects import nixtla, nixtla_backtest
+from serve_apps.dialects import nixtla, nixtla_backtest, nixtla_simulate
 from serve_apps.errors import invalid
 from serve_apps.jobs import FinetuneJob, ForecastJob
 from serve_apps.registry import Registry, new_model_id
 from serve_apps.settings import Settings
-from tsfm_core import backtest
+from tsfm_core import backtest, simulate
 from tsfm_core.backtest import Backtest, Window
 from tsfm_core.finetune import FinetuneConfig
 
@@ -33,6 +33,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "anomaly_detection": nixtla_backtest.AnomalyDetectionBody,
     "online_anomaly_detection": nixtla_backtest.OnlineAnomalyDetectionBody,
     "finetune": nixtla.NixtlaFinetuneBody,
+    "simulate": nixtla_simulate.SimulateBody,
 }
 
 
@@ -123,6 +124,30 @@ class NixtlaService:
         async def run() -> dict:
             result = await self._backtest(model_id, series, windows, levels, finetune, body.refit)
             return nixtla_backtest.online_response(body, series, result, levels)
+        return run
+
+    # ---- simulate ---------------------------------------------------------------------------------
+    def _prepare_simulate(self, body: nixtla_simulate.SimulateBody, caller: Caller) -> Run:
+        model_id = self.model_for(body, caller)
+        nixtla_simulate.check_size(body, self.settings.max_points)
+        request = nixtla.to_forecast_request(body.as_forecast(), self.settings.max_prediction_length)
+        levels = body.quantiles or simulate.DEFAULT_GRID
+        request.levels = levels
+        series = nixtla.split_series(body.series)
+        error_horizon = min(body.h, self.output_patch_len)
+        windows = nixtla_simulate.error_windows(series, error_horizon)
+
+        async def run() -> dict:
+            marginals = await self._forecast(model_id, ForecastJob(request=request))
+            errors = []
+            if windows:
+                errors = await self._forecast(model_id, ForecastJob(
+                    request=backtest.window_request(series, windows, nixtla_simulate.ERROR_LEVELS, self.max_context)))
+            correlations = nixtla_simulate.error_correlations(series, windows, errors)
+            rng = nixtla_simulate.generator(body.seed)
+            paths = [simulate.sample_paths(levels, m.quantiles[:, :, 0], rho, body.n_paths, rng)
+                     for m, rho in zip(marginals, correlations)]
+            return nixtla_simulate.response(body, paths, correlations)
         return run
 
     # ---- finetune ---------------------------------------------------------------------------------

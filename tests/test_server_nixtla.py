@@ -308,7 +308,7 @@ def test_async_job_validation_isolation_and_conflicts(http, other_org):
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "job_options", "timeout_seconds"]
     r = http.post("/v2/forecast/async", json={"series": {"y": [1.0, 2.0], "sizes": [2]}, "h": 1, "model": "nope"})
     assert r.status_code == 404 and r.json()["detail"][0]["loc"] == ["body", "model"]
-    assert http.post("/v2/simulate/async", json={}).status_code == 404
+    assert http.post("/v2/explain/async", json={}).status_code == 404
     r = http.post("/v2/forecast/async", json={"series": {"y": [1.0, 2.0, 3.0], "sizes": [3]}, "h": 2, "freq": "D"})
     assert r.status_code == 202
     job_id = r.json()["job_id"]
@@ -318,3 +318,27 @@ def test_async_job_validation_isolation_and_conflicts(http, other_org):
     assert other_org.post(f"/v2/async/jobs/{job_id}/cancel").status_code == 404
     assert http.get(f"/v2/cross_validation/jobs/{job_id}").status_code == 404
     assert http.post(f"/v2/async/jobs/{job_id}/cancel").status_code == 409
+
+
+def test_sdk_simulate_paths_follow_the_forecast(client, http):
+    df = _uneven_df()
+    sims = client.simulate(df=df, h=7, freq="D", n_paths=400, seed=3, poll_interval=0.2)
+    assert list(sims.columns) == ["unique_id", "ds", "sample_id", "TimeGPT", "coupled"]
+    assert len(sims) == 2 * 7 * 400 and not sims["coupled"].any()
+    again = client.simulate(df=df, h=7, freq="D", n_paths=400, seed=3, poll_interval=0.2)
+    assert np.array_equal(sims["TimeGPT"], again["TimeGPT"])
+    other = client.simulate(df=df, h=7, freq="D", n_paths=400, seed=4, poll_interval=0.2)
+    assert not np.array_equal(sims["TimeGPT"], other["TimeGPT"])
+    # The paths' per-step median and 10%/90% quantiles are the forecast's.
+    fc = client.forecast(df=df, h=7, freq="D", level=[80]).set_index(["unique_id", "ds"])
+    stats = sims.groupby(["unique_id", "ds"])["TimeGPT"].quantile([0.1, 0.5, 0.9]).unstack()
+    stats = stats.loc[fc.index]
+    spread = (fc["TimeGPT-hi-80"] - fc["TimeGPT-lo-80"]).to_numpy()
+    assert np.all(np.abs(stats[0.5].to_numpy() - fc["TimeGPT"].to_numpy()) < 0.15 * spread)
+    assert np.all(np.abs(stats[0.9].to_numpy() - fc["TimeGPT-hi-80"].to_numpy()) < 0.2 * spread)
+    # Validation happens at submission: 422s naming the field.
+    body = {"series": {"y": [1.0, 2.0, 3.0], "sizes": [3]}, "h": 2, "freq": "D"}
+    r = http.post("/v2/simulate/async", json={**body, "quantiles": [0.5, 0.2]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "quantiles"]
+    r = http.post("/v2/simulate/async", json={**body, "n_paths": 10_000, "h": 400})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "n_paths"]
