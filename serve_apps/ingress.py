@@ -203,7 +203,7 @@ class Ingress:
         timeout = options.get("timeout_seconds") if isinstance(options, dict) else None
         if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
             raise invalid(["body", "job_options", "timeout_seconds"], "must be a positive number of seconds")
-        if task == "finetune" and isinstance(payload, dict) and not payload.get("output_model_id"):
+        if task == "finetune" and not payload.get("output_model_id"):
             payload["output_model_id"] = new_model_id()  # fixed now, so a redone attempt makes the same model
         try:
             parsed_task, body = nixtla_service.parse(task, payload)
