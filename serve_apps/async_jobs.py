@@ -36,6 +36,8 @@ async_jobs = sa.Table(
 )
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+# A job whose runner died this many times (e.g. it takes its replica down) is failed, not retried.
+MAX_ATTEMPTS = 3
 
 
 class AsyncJobNotFound(LookupError):
@@ -118,9 +120,21 @@ class AsyncJobStore:
         return _read(self._dir(job_id) / "result.json.zst")
 
     # ---- running ----------------------------------------------------------------------------------
+    def _abandoned(self, stale_after_s: float):
+        return sa.and_(async_jobs.c.status == "running", async_jobs.c.heartbeat_at < now() - stale_after_s)
+
     def _claimable(self, stale_after_s: float):
         return sa.or_(async_jobs.c.status == "pending",
-                      sa.and_(async_jobs.c.status == "running", async_jobs.c.heartbeat_at < now() - stale_after_s))
+                      sa.and_(self._abandoned(stale_after_s), async_jobs.c.attempts < MAX_ATTEMPTS))
+
+    def fail_exhausted(self, stale_after_s: float) -> int:
+        """Fails abandoned jobs that have used up their attempts; returns how many."""
+        error = {"status": 500, "detail": [{"loc": [], "type": "internal",
+                                            "msg": f"the job's runner died {MAX_ATTEMPTS} times; not retried"}]}
+        with self.engine.begin() as conn:
+            return conn.execute(async_jobs.update().where(self._abandoned(stale_after_s),
+                                                          async_jobs.c.attempts >= MAX_ATTEMPTS)
+                                .values(status="failed", finished_at=now(), error=json.dumps(error))).rowcount
 
     def claimable(self, stale_after_s: float, limit: int) -> list[str]:
         query = (sa.select(async_jobs.c.id).where(self._claimable(stale_after_s))

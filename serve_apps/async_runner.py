@@ -64,6 +64,7 @@ class AsyncJobRunner:
             self._wake.clear()
 
     async def _claim_some(self) -> None:
+        await asyncio.to_thread(self.store.fail_exhausted, self.stale_after_s)
         free = self.max_running - len(self.running)
         if free <= 0:
             return

@@ -75,7 +75,7 @@ class TemporaryPostgres:
                 break
             except sa.exc.OperationalError:
                 if self.proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError((self.root / "postgres.log").read_text()[-3000:])
+                    raise RuntimeError((self.root / "postgres.log").read_text()[-3000:]) from None
                 time.sleep(0.3)
         admin.dispose()
         return self
