@@ -57,7 +57,7 @@ class Ingress:
         self.nixtla = NixtlaService(self.settings, self.registry, model_server, self.resolve,
                                     self.max_context, self.output_patch_len)
         self.async_jobs = AsyncJobStore(self.settings.database_url, self.settings.artifact_dir)
-        self.runner = AsyncJobRunner(self.async_jobs, self._execute_async)
+        self.runner = AsyncJobRunner(self.async_jobs, self._execute_async, self.settings.async_jobs_per_replica)
         self.runner.start()
 
     # ---- shared helpers -------------------------------------------------------------------------

@@ -38,6 +38,8 @@ class Settings:
     ray_dashboard_url: str = field(default_factory=lambda: os.environ.get("TSFM_RAY_DASHBOARD_URL", "http://127.0.0.1:8265"))
     poll_interval_s: float = 1.0
     max_sync_finetune_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_SYNC_FINETUNE_STEPS", 500))
+    # Nixtla async jobs one ingress replica runs at once (the rest wait, pending, in the database).
+    async_jobs_per_replica: int = field(default_factory=lambda: _env_int("TSFM_ASYNC_JOBS_PER_REPLICA", 2))
 
     def __post_init__(self) -> None:
         home = Path(self.home)
