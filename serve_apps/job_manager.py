@@ -80,6 +80,12 @@ class JobManager:
                     await asyncio.to_thread(self._reconcile_job, job)
                 except Exception:  # one bad job must not stop the others
                     log.exception("reconciling job %s failed", job.id)
+            # A run stopped while Ray was still starting it can start anyway: stop it again.
+            for job in self.jobs.cancelled_since(_now() - 600):
+                try:
+                    await asyncio.to_thread(self._ensure_stopped, job)
+                except Exception:
+                    log.exception("stopping cancelled job %s failed", job.id)
 
     async def cancel(self, job_id: str) -> bool:
         async with self._lock:
@@ -93,6 +99,12 @@ class JobManager:
                     log.warning("could not stop ray job %s", job.submission_id)
             self.registry.set_status(job.model_id, "cancelled")
             return True
+
+    def _ensure_stopped(self, job: JobRecord) -> None:
+        status = self._ray_status(job)
+        if status is not None and not status.is_terminal():
+            log.info("cancelled job %s still has a live Ray run; stopping it", job.id)
+            self.client.stop_job(job.submission_id)
 
     # ---- one job ----------------------------------------------------------------------------
     def _submit(self, job: JobRecord) -> None:

@@ -134,6 +134,12 @@ class JobStore:
         with self.engine.connect() as conn:
             return [JobRecord.from_row(r) for r in conn.execute(query.order_by(jobs.c.created_at.desc(), jobs.c.id))]
 
+    def cancelled_since(self, since: float) -> list[JobRecord]:
+        query = sa.select(jobs).where(jobs.c.status == "cancelled", jobs.c.finished_at >= since,
+                                      jobs.c.submission_id.is_not(None))
+        with self.engine.connect() as conn:
+            return [JobRecord.from_row(r) for r in conn.execute(query)]
+
     def active(self) -> list[JobRecord]:
         with self.engine.connect() as conn:
             return [JobRecord.from_row(r) for r in conn.execute(sa.select(jobs).where(jobs.c.status.in_(ACTIVE)))]

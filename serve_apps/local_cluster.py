@@ -67,13 +67,36 @@ def cluster_env(dashboard_url: str) -> dict:
     return env
 
 
+# Ray starts job drivers in sessions of their own and only a watcher that polls the supervisor's
+# pid would stop them; once the cluster is killed that supervisor can linger as an unreaped zombie,
+# so drivers outlive it. They carry the cluster's GCS address in RAY_ADDRESS, which finds them.
+DRIVER_SWEEP = ("for f in /proc/[0-9]*/environ; do "
+                "tr '\\0' '\\n' < $f 2>/dev/null | grep -q '^RAY_ADDRESS=.*:{gcs_port}$' || continue; "
+                "p=${{f#/proc/}}; kill -KILL ${{p%/environ}} 2>/dev/null; done")
+
 # Watches the owner; once it is gone (even SIGKILLed, when no handler of ours can run), stops the
-# cluster's process session: SIGTERM so the raylet takes its workers down, SIGKILL after 5 s.
-# It also exits once the session is gone, i.e. after a normal stop(). Ray guards job drivers the same way.
+# cluster's process session: SIGTERM so the raylet takes its workers down, SIGKILL after 5 s, then
+# the job drivers. It also exits once the session is gone, i.e. after a normal stop().
 REAPER = ("while kill -0 {owner} 2>/dev/null && kill -0 -{pgid} 2>/dev/null; do sleep 1; done; "
-          "kill -TERM -{pgid} 2>/dev/null || exit 0; "
-          "for _ in 1 2 3 4 5; do sleep 1; kill -0 -{pgid} 2>/dev/null || exit 0; done; "
-          "kill -KILL -{pgid} 2>/dev/null")
+          "kill -0 -{pgid} 2>/dev/null || exit 0; kill -TERM -{pgid} 2>/dev/null; "
+          "for _ in 1 2 3 4 5; do sleep 1; kill -0 -{pgid} 2>/dev/null || break; done; "
+          "kill -KILL -{pgid} 2>/dev/null; " + DRIVER_SWEEP)
+
+
+def kill_drivers(gcs_port: int) -> None:
+    """SIGKILLs what is left of the Ray job drivers of the cluster whose GCS is on `gcs_port`."""
+    suffix = f":{gcs_port}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            variables = environ.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        pid = int(environ.parent.name)
+        if pid != os.getpid() and any(v.startswith(b"RAY_ADDRESS=") and v.endswith(suffix) for v in variables):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def node_port_args(ports: list[int] | None = None) -> list[str]:
@@ -106,7 +129,7 @@ class LocalCluster:
         env = cluster_env(self.dashboard_url)
         self.proc = subprocess.Popen(args, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        subprocess.Popen(["/bin/sh", "-c", REAPER.format(owner=os.getpid(), pgid=self.proc.pid)],
+        subprocess.Popen(["/bin/sh", "-c", REAPER.format(owner=os.getpid(), pgid=self.proc.pid, gcs_port=self.gcs_port)],
                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until_serving(self.dashboard_url + "/api/version", self.proc, self.log_path, timeout, "ray start")
@@ -127,3 +150,4 @@ class LocalCluster:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        kill_drivers(self.gcs_port)

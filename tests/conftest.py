@@ -1,5 +1,6 @@
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,19 @@ def wait_for(fn, done, timeout=300):
             return value
         time.sleep(1)
     raise AssertionError(f"timed out; last value {value}")
+
+
+def live_drivers(marker: str) -> list[int]:
+    """Pids of live `train_jobs.finetune` processes whose command line mentions `marker`."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "train_jobs.finetune" in args and marker in args:
+            pids.append(int(cmdline.parent.name))
+    return pids
 
 
 def seasonal_series(n: int, period: int = 12, noise: float = 0.5, seed: int = 0, level: float = 50.0) -> np.ndarray:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from cohere.finetuning import BaseModel, FinetunedModel, Hyperparameters, Settings
 
-from tests.conftest import API_KEY, seasonal_series, wait_for
+from tests.conftest import API_KEY, live_drivers, seasonal_series, wait_for
 
 
 def _table(n_series=3, n=120) -> pd.DataFrame:
@@ -99,6 +99,8 @@ def test_cancel_a_running_job(oa, training_file):
     time.sleep(3)
     assert oa.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
     assert "Job cancelled" in [e.message for e in oa.fine_tuning.jobs.list_events(job.id)]
+    # Its Ray run is stopped even when the cancel raced Ray starting it (no driver holds the CPUs).
+    wait_for(lambda: live_drivers(job.id), lambda pids: not pids, timeout=60)
 
 
 JOB_BAD = [

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from serve_apps.local_server import ServerProcess
-from tests.conftest import seasonal_series, wait_for
+from tests.conftest import live_drivers, seasonal_series, wait_for
 
 
 def test_jobs_files_and_models_survive_a_restart(tmp_path):
@@ -37,6 +37,8 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         wait_for(lambda: client.get(f"/v2/finetune/jobs/{async_job}").json()["status"], lambda s: s == "running")
     finally:
         first.stop()
+    # The job's driver ran in a session of its own; it went down with the server.
+    assert live_drivers(str(home)) == []
 
     second = ServerProcess(home).start()
     try:
