@@ -13,6 +13,7 @@ from statistics import NormalDist
 import numpy as np
 
 from tsfm_core.predict import ForecastRequest, ForecastResult
+from tsfm_core.quantiles import level_bounds
 from tsfm_core.series import Series
 
 
@@ -121,15 +122,10 @@ def collect(windows: list[Window], results: list[ForecastResult], n_levels: int)
                     np.concatenate(quantiles, axis=1))
 
 
-def level_bounds(level: float) -> tuple[float, float]:
-    """Central `level`% interval -> its (lower, upper) quantile levels."""
-    return 0.5 - level / 200, 0.5 + level / 200
-
-
 def anomaly_scores(actual: np.ndarray, median: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> np.ndarray:
     """Standardized residuals: the central `level`% interval read as +-z_level predictive sigmas,
     so |score| > z_level is (for a symmetric interval) the same as falling outside it. NaN -> 0."""
-    z = NormalDist().inv_cdf(0.5 + level / 200)
+    z = NormalDist().inv_cdf(level_bounds(level)[1])
     sigma = np.maximum((hi - lo) / (2 * z), 1e-8 * (np.abs(median) + 1))
     return np.nan_to_num((actual - median) / sigma, nan=0.0)
 

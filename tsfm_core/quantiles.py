@@ -14,6 +14,11 @@ import numpy as np
 _NORMAL = NormalDist()
 
 
+def level_bounds(level: float) -> tuple[float, float]:
+    """Central `level`% interval -> its (lower, upper) quantile levels."""
+    return 0.5 - level / 200, 0.5 + level / 200
+
+
 def validate_levels(levels: list[float]) -> None:
     for q in levels:
         if not 0.0 < q < 1.0:

@@ -19,6 +19,7 @@ from serve_apps.registry import ModelRecord
 from tsfm_core.finetune import FinetuneConfig
 from tsfm_core.losses import LOSSES
 from tsfm_core.predict import ForecastRequest, ForecastResult
+from tsfm_core.quantiles import level_bounds
 from tsfm_core.series import Series
 
 MODEL_ID_PATTERN = r"^[a-zA-Z0-9\-_]{1,36}$"
@@ -93,8 +94,33 @@ def _numeric_rows(rows: list[list], loc: list) -> np.ndarray:
 def level_quantiles(levels: list[int | float]) -> list[float]:
     qs = {0.5}
     for lvl in levels:
-        qs |= {0.5 - lvl / 200, 0.5 + lvl / 200}
+        qs |= set(level_bounds(lvl))
     return sorted(qs)
+
+
+def level_index(levels: list[float], q: float) -> int:
+    """The position of quantile level `q` among the forecast's `levels` (nearest, against float noise)."""
+    return min(range(len(levels)), key=lambda j: abs(levels[j] - q))
+
+
+def check_series(body: BaseModel) -> list[np.ndarray]:
+    """Checks every Nixtla task that sends series shares; returns the series split apart."""
+    s, loc = body.series, ["body"]
+    if body.multivariate:
+        raise invalid(loc + ["multivariate"], "multivariate forecasting is not supported; send multivariate=false")
+    if s.categorical_exog:
+        raise invalid(loc + ["series", "categorical_exog"], "categorical exogenous features are not supported")
+    if s.X and any(len(row) != len(s.y) for row in s.X):
+        raise invalid(loc + ["series", "X"], f"each X row must have {len(s.y)} values (one per y)")
+    if s.start_datetime is not None and len(s.start_datetime) != len(s.sizes):
+        raise invalid(loc + ["series", "start_datetime"], f"needs one entry per series ({len(s.sizes)})")
+    return split_series(s)
+
+
+def check_levels(levels: list[int | float] | None) -> None:
+    for i, lvl in enumerate(levels or []):
+        if not 0 <= lvl < 100:
+            raise invalid(["body", "level", i], "levels must be in [0, 100)")
 
 
 def to_forecast_request(body: NixtlaForecastBody, max_horizon: int) -> ForecastRequest:
@@ -102,33 +128,19 @@ def to_forecast_request(body: NixtlaForecastBody, max_horizon: int) -> ForecastR
     loc = ["body"]
     if body.h > max_horizon:
         raise invalid(loc + ["h"], f"must be <= {max_horizon}", "less_than_equal")
-    if body.multivariate:
-        raise invalid(loc + ["multivariate"], "multivariate forecasting is not supported; send multivariate=false")
-    for i, lvl in enumerate(body.level or []):
-        if not 0 <= lvl < 100:
-            raise invalid(loc + ["level", i], "levels must be in [0, 100)")
-    if s.categorical_exog:
-        raise invalid(loc + ["series", "categorical_exog"], "categorical exogenous features are not supported")
-    contexts = split_series(s)
-    n_series, n_points = len(contexts), len(s.y)
+    contexts = check_series(body)
+    check_levels(body.level)
+    n_series = len(contexts)
     past = future = None
+    # Historical-only X rows carry no information about the horizon in a regression model: they
+    # are shape-checked (check_series) and otherwise unused (weights_x reports 0 for them).
     if s.X_future:
         if not s.X or len(s.X) < len(s.X_future):
             raise invalid(loc + ["series", "X"], "X must hold the history of every X_future feature (future features first)")
         past = _numeric_rows(s.X[: len(s.X_future)], loc + ["series", "X"])
         future = _numeric_rows(s.X_future, loc + ["series", "X_future"])
-        if past.shape[1] != n_points:
-            raise invalid(loc + ["series", "X"], f"each X row must have {n_points} values (one per y)")
         if future.shape[1] != n_series * body.h:
             raise invalid(loc + ["series", "X_future"], f"each X_future row must have n_series*h = {n_series * body.h} values")
-    elif s.X:
-        # Historical-only features carry no information about the horizon in a regression model;
-        # they are checked for shape and otherwise unused (weights_x reports 0 for them).
-        if any(len(row) != n_points for row in s.X):
-            raise invalid(loc + ["series", "X"], f"each X row must have {n_points} values (one per y)")
-    starts = s.start_datetime or [None] * n_series
-    if len(starts) != n_series:
-        raise invalid(loc + ["series", "start_datetime"], f"needs one entry per series ({n_series})")
     series, offset = [], 0
     for i, ctx in enumerate(contexts):
         n = len(ctx)
@@ -159,9 +171,9 @@ def forecast_response(body: NixtlaForecastBody, results: list[ForecastResult]) -
     if body.level:
         intervals = {}
         for lvl in body.level:
-            lo, hi = 0.5 - lvl / 200, 0.5 + lvl / 200
+            lo, hi = level_bounds(lvl)
             for name, q in ((f"lo-{_key(lvl)}", lo), (f"hi-{_key(lvl)}", hi)):
-                idx = min(range(len(results[0].levels)), key=lambda j: abs(results[0].levels[j] - q))
+                idx = level_index(results[0].levels, q)
                 intervals[name] = np.concatenate([r.quantiles[idx, :, 0] for r in results]).tolist()
     weights_x = None
     x_rows = len(body.series.X or [])

@@ -19,11 +19,12 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_apps.dialects.nixtla import MODEL_ID_PATTERN, Depth, Loss, NixtlaSeries, split_series
+from serve_apps.dialects.nixtla import MODEL_ID_PATTERN, Depth, Loss, NixtlaSeries, check_levels, check_series, level_index
 from serve_apps.errors import invalid
 from tsfm_core import backtest
 from tsfm_core.backtest import Backtest, Window, WindowError
 from tsfm_core.finetune import FinetuneConfig
+from tsfm_core.quantiles import level_bounds
 
 class _Common(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -66,21 +67,6 @@ class OnlineAnomalyDetectionBody(_Finetunable):
     step_size: int | None = Field(default=None, ge=1)
 
 
-def _check_common(body: _Common) -> list[np.ndarray]:
-    loc = ["body"]
-    if body.multivariate:
-        raise invalid(loc + ["multivariate"], "multivariate forecasting is not supported; send multivariate=false")
-    s = body.series
-    if s.categorical_exog:
-        raise invalid(loc + ["series", "categorical_exog"], "categorical exogenous features are not supported")
-    # Historical features are checked for shape; like in /v2/forecast they do not change forecasts.
-    if s.X and any(len(row) != len(s.y) for row in s.X):
-        raise invalid(loc + ["series", "X"], f"each X row must have {len(s.y)} values (one per y)")
-    if s.start_datetime is not None and len(s.start_datetime) != len(s.sizes):
-        raise invalid(loc + ["series", "start_datetime"], f"needs one entry per series ({len(s.sizes)})")
-    return split_series(s)
-
-
 def _check_windows(windows: list[Window], max_windows: int, loc: list) -> list[Window]:
     if len(windows) > max_windows:
         raise invalid(loc, f"this asks for {len(windows)} forecast windows; at most {max_windows} per request")
@@ -101,10 +87,8 @@ def finetune_for(body: _Finetunable, windows: list[Window], max_steps: int) -> F
 
 # ---- window plans -------------------------------------------------------------------------------
 def cross_validation_plan(body: CrossValidationBody, warmup: int, max_windows: int) -> tuple[list[np.ndarray], list[Window]]:
-    series = _check_common(body)
-    for i, lvl in enumerate(body.level or []):
-        if not 0 <= lvl < 100:
-            raise invalid(["body", "level", i], "levels must be in [0, 100)")
+    series = check_series(body)
+    check_levels(body.level)
     sizes = [len(s) for s in series]
     if body.full_history:
         windows = backtest.tail_windows(sizes, backtest.in_sample_spans(sizes, warmup), warmup, warmup)
@@ -117,14 +101,14 @@ def cross_validation_plan(body: CrossValidationBody, warmup: int, max_windows: i
 
 
 def anomaly_plan(body: AnomalyDetectionBody, warmup: int, max_windows: int) -> tuple[list[np.ndarray], list[Window]]:
-    series = _check_common(body)
+    series = check_series(body)
     sizes = [len(s) for s in series]
     windows = backtest.tail_windows(sizes, backtest.in_sample_spans(sizes, warmup), warmup, warmup)
     return series, _check_windows(windows, max_windows, ["body", "series", "sizes"])
 
 
 def online_plan(body: OnlineAnomalyDetectionBody, max_windows: int) -> tuple[list[np.ndarray], list[Window]]:
-    series = _check_common(body)
+    series = check_series(body)
     sizes = [len(s) for s in series]
     if body.threshold_method == "multivariate" and len(set(sizes)) > 1:
         raise invalid(["body", "series", "sizes"], "threshold_method='multivariate' needs series of equal length")
@@ -136,8 +120,7 @@ def online_plan(body: OnlineAnomalyDetectionBody, max_windows: int) -> tuple[lis
 
 # ---- responses ------------------------------------------------------------------------------------
 def _interval(bt: Backtest, levels: list[float], q: float) -> list[float]:
-    idx = min(range(len(levels)), key=lambda j: abs(levels[j] - q))
-    return bt.quantiles[idx].tolist()
+    return bt.quantiles[level_index(levels, q)].tolist()
 
 
 def _intervals(bt: Backtest, levels: list[float], requested: list[int | float]) -> dict | None:
@@ -145,7 +128,7 @@ def _intervals(bt: Backtest, levels: list[float], requested: list[int | float]) 
         return None
     out = {}
     for lvl in requested:
-        lo, hi = backtest.level_bounds(lvl)
+        lo, hi = level_bounds(lvl)
         out[f"lo-{lvl}"], out[f"hi-{lvl}"] = _interval(bt, levels, lo), _interval(bt, levels, hi)
     return out
 
@@ -166,7 +149,7 @@ def cross_validation_response(body: CrossValidationBody, series: list[np.ndarray
 
 
 def _scored(body, series: list[np.ndarray], bt: Backtest, levels: list[float]) -> tuple[dict, np.ndarray, np.ndarray]:
-    lo_q, hi_q = backtest.level_bounds(body.level)
+    lo_q, hi_q = level_bounds(body.level)
     lo, hi = np.array(_interval(bt, levels, lo_q)), np.array(_interval(bt, levels, hi_q))
     actual = bt.actual(series)
     scores = backtest.anomaly_scores(actual, bt.median, lo, hi, body.level)
