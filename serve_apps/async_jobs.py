@@ -35,7 +35,6 @@ async_jobs = sa.Table(
     sa.Column("finished_at", sa.Float, nullable=True),
 )
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 # A job whose runner died this many times (e.g. it takes its replica down) is failed, not retried.
 MAX_ATTEMPTS = 3
 

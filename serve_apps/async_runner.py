@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 from pydantic import ValidationError
 
 from serve_apps.async_jobs import AsyncJobRecord, AsyncJobStore
-from serve_apps.errors import ApiError
+from serve_apps.errors import ApiError, validation_detail
 
 log = logging.getLogger("ray.serve")
 
@@ -28,8 +28,7 @@ def error_document(exc: BaseException) -> dict:
     if isinstance(exc, ApiError):
         return {"status": exc.status, "detail": exc.detail()}
     if isinstance(exc, ValidationError):
-        return {"status": 422, "detail": [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                          for e in exc.errors()]}
+        return {"status": 422, "detail": validation_detail(exc, ["body"])}
     return {"status": 500, "detail": [{"loc": [], "msg": f"internal error: {type(exc).__name__}", "type": "internal"}]}
 
 
@@ -42,7 +41,7 @@ class AsyncJobRunner:
         self.token = f"runner-{uuid.uuid4().hex[:12]}"
         self.running: dict[str, asyncio.Task] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task | None = None  # held: the event loop keeps only weak references
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,15 @@ def invalid(loc: list, msg: str, type_: str = "value_error") -> ApiError:
 
 def not_found(loc: list, what: str) -> ApiError:
     return ApiError(404, loc, f"{what} not found", "not_found")
+
+
+def validation_detail(exc: ValidationError, prefix: list) -> list[dict]:
+    """A body validated by hand (not by FastAPI) -> the detail list, `loc` starting at `prefix`."""
+    return [{"loc": prefix + list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+
+
+def invalid_body(exc: ValidationError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": validation_detail(exc, ["body"])})
 
 
 def _clean(errors: list[dict]) -> list[dict]:

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from fastapi import Body, FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -22,7 +22,7 @@ from serve_apps.async_runner import AsyncJobRunner
 from serve_apps.auth import Caller, authenticate
 from serve_apps.catalog import CATALOG
 from serve_apps.dialects import cohere, nixtla, nixtla_backtest, openai, tsfm
-from serve_apps.errors import ApiError, install_error_handlers, invalid, not_found
+from serve_apps.errors import ApiError, install_error_handlers, invalid, invalid_body, not_found, validation_detail
 from serve_apps.files import FileNotFound, FileRecord, FileStore, InvalidFile
 from serve_apps.job_manager import job_dir
 from serve_apps.job_store import ACTIVE, JobNotFound, JobRecord, JobStore
@@ -123,7 +123,7 @@ class Ingress:
         try:
             return await self._forecast_one(payload, ["body"], caller)
         except ValidationError as exc:
-            return JSONResponse(status_code=422, content={"detail": tsfm.validation_detail(exc, ["body"])})
+            return invalid_body(exc)
 
     async def _forecast_one(self, payload: Any, loc: list, caller: Caller) -> dict:
         started = time.time()
@@ -138,7 +138,7 @@ class Ingress:
         try:
             return {"ok": True, "result": await self._forecast_one(item, loc, caller)}
         except ValidationError as exc:
-            detail = tsfm.validation_detail(exc, loc)
+            detail = validation_detail(exc, loc)
             status = 422
         except ApiError as exc:
             detail, status = exc.detail(), exc.status
@@ -181,7 +181,7 @@ class Ingress:
         try:
             task, body = nixtla_service.parse("anomaly_detection", payload)
         except ValidationError as exc:
-            return JSONResponse(status_code=422, content={"detail": tsfm.validation_detail(exc, ["body"])})
+            return invalid_body(exc)
         return await self.nixtla.prepare(task, body, self.caller(request))()
 
     @app.post("/v2/online_anomaly_detection")
@@ -208,7 +208,7 @@ class Ingress:
         try:
             parsed_task, body = nixtla_service.parse(task, payload)
         except ValidationError as exc:
-            return JSONResponse(status_code=422, content={"detail": tsfm.validation_detail(exc, ["body"])})
+            return invalid_body(exc)
         self.nixtla.prepare(parsed_task, body, caller)  # every 4xx now, not in a failed job later
         record = await asyncio.to_thread(self.async_jobs.create, caller.organization, caller.key_hint, task,
                                          payload, timeout)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve_apps.errors import ApiError, invalid
 from tsfm_core.predict import ForecastRequest, ForecastResult
@@ -215,6 +215,3 @@ def build_response(body: ForecastBody, request: ForecastRequest, results: list[F
         response["metadata"] = body.metadata
     return response
 
-
-def validation_detail(exc: ValidationError, prefix: list) -> list[dict]:
-    return [{"loc": prefix + list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
