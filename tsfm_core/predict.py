@@ -131,9 +131,10 @@ def _plan_series(s: Series, horizon: int, cap: int, contexts: list[np.ndarray]) 
         regression = fit_ridge(s.values[:, c], s.past_covariates) if has_covariates else None
         if regression is not None:
             y = y - regression.predict(s.past_covariates[-cap:])
-            offsets.append(regression.predict(s.future_covariates[:horizon]))
+            share = regression.contributions(s.future_covariates[:horizon])
+            offsets.append(share.sum(axis=1) + regression.intercept)  # = regression.predict(future)
             weights.append(regression.coef)
-            contributions.append(regression.contributions(s.future_covariates[:horizon]))
+            contributions.append(share)
         else:
             offsets.append(np.zeros(horizon))
             if has_covariates:
