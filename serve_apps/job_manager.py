@@ -8,6 +8,11 @@ Jobs live in the database, so after a server restart the loop finds them again: 
 still known to the cluster is re-attached; one the cluster no longer knows (the embedded local
 cluster died with the server) is resubmitted under the same Ray Train run name, and Ray Train
 resumes it from its last checkpoint.
+
+Cancelling writes a stop file that the driver watches (it exits, and Ray ends the run's actors
+with it) as well as asking Ray to stop the job: Ray's stop can race the start of the driver
+(`sh -c` forks the driver after Ray has listed the processes to kill), and a cancelled run must
+never keep holding the cluster's CPUs.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ def job_dir(settings: Settings, job_id: str) -> Path:
     return Path(settings.artifact_dir) / "jobs" / job_id
 
 
+def stop_file(settings: Settings, job_id: str) -> Path:
+    return job_dir(settings, job_id) / "cancelled"
+
+
 def entrypoint(settings: Settings, job: JobRecord, output_dir: Path) -> str:
     directory = job_dir(settings, job.id)
     cfg = job.config
@@ -41,7 +50,8 @@ def entrypoint(settings: Settings, job: JobRecord, output_dir: Path) -> str:
             "--learning-rate", str(cfg["learning_rate"]), "--batch-size", str(cfg["batch_size"]),
             "--seed", str(cfg["seed"]), "--checkpoint-every", str(cfg["checkpoint_every"]),
             "--num-workers", str(settings.train_workers), "--storage-path", str(Path(settings.home) / "ray_train"),
-            "--name", job.id, "--progress-file", str(directory / "progress.jsonl"), "--max-failures", "3"]
+            "--name", job.id, "--progress-file", str(directory / "progress.jsonl"), "--max-failures", "3",
+            "--stop-file", str(stop_file(settings, job.id))]
     if cfg.get("lora_rank"):
         args += ["--lora-rank", str(cfg["lora_rank"]), "--lora-alpha", str(cfg["lora_alpha"]),
                  "--lora-targets", cfg["lora_targets"]]
@@ -92,6 +102,7 @@ class JobManager:
             job = self.jobs.get(job_id)
             if not self.jobs.transition(job_id, "cancelled", "Job cancelled", finished_at=_now()):
                 return False
+            stop_file(self.settings, job_id).touch()
             if job.submission_id:
                 try:
                     await asyncio.to_thread(self.client.stop_job, job.submission_id)
@@ -120,8 +131,12 @@ class JobManager:
     def _ray_status(self, job: JobRecord) -> JobStatus | None:
         try:
             return self.client.get_job_status(job.submission_id)
-        except RuntimeError:  # the cluster does not know this submission (it was restarted)
-            return None
+        except RuntimeError as e:
+            # Only a 404 means the cluster does not know this submission (it was restarted); any
+            # other failure (a busy dashboard's 5xx) must not make a second run of the same job.
+            if "status code 404" in str(e):
+                return None
+            raise
 
     def _reconcile_job(self, job: JobRecord) -> None:
         if job.submission_id is None:

@@ -106,3 +106,31 @@ def test_embedded_cluster_goes_down_when_its_owner_is_killed(tmp_path):
     wait_for(lambda: _cluster_processes(temp_dir), lambda procs: not procs, timeout=60)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{dashboard}/api/version", timeout=2)
+
+
+def _live_train_actors(dashboard: str) -> list[str]:
+    from ray.util.state import list_actors
+
+    return [a.class_name for a in list_actors(address=dashboard, filters=[("state", "=", "ALIVE")], limit=1000)
+            if a.class_name in ("TrainController", "RayTrainWorker")]
+
+
+def test_a_stop_file_ends_the_driver_and_its_training_workers(cluster, tmp_path):
+    """The job manager's cooperative cancel: the driver exits when its stop file appears and Ray
+    ends the run's controller and workers with it, whatever state Ray's own stop found it in."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    data = write_series({f"s{i}": seasonal_series(200, seed=i) for i in range(4)}, tmp_path / "series.parquet")
+    progress, stop = tmp_path / "progress.jsonl", tmp_path / "cancelled"
+    client = JobSubmissionClient(cluster.dashboard)
+    job = client.submit_job(entrypoint=" ".join([
+        sys.executable, "-m", "train_jobs.finetune", "--data", str(data), "--output", str(tmp_path / "never"),
+        "--steps", "100000", "--num-workers", "2", "--storage-path", str(tmp_path / "runs"),
+        "--progress-file", str(progress), "--stop-file", str(stop)]))
+    wait_for(lambda: progress.exists() and progress.read_text(), bool, timeout=180)
+    assert _live_train_actors(cluster.dashboard)
+    stop.touch()
+    status = wait_for(lambda: client.get_job_status(job), JobStatus.is_terminal, timeout=60)
+    assert status == JobStatus.FAILED and "stop file" in client.get_job_logs(job)
+    wait_for(lambda: _live_train_actors(cluster.dashboard), lambda actors: not actors, timeout=60)
+    assert not (tmp_path / "never").exists()

@@ -25,7 +25,7 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         file_id = client.post("/v1/files", files={"file": ("s.parquet", buf.getvalue())},
                               data={"purpose": "fine-tune"}).json()["id"]
         job = client.post("/v1/fine_tuning/jobs", json={"model": "tsfm-base", "training_file": file_id,
-                                                        "hyperparameters": {"steps": 400, "batch_size": 8}}).json()
+                                                        "hyperparameters": {"steps": 800, "batch_size": 8}}).json()
         assert client.post("/v2/finetune", json={"series": {"y": [float(v) for v in seasonal_series(50)], "sizes": [50]},
                                                  "freq": "D", "finetune_steps": 2, "output_model_id": "kept"}).status_code == 200
         # Wait until the run has written a checkpoint, then take the whole server (and its Ray) down.
@@ -52,7 +52,7 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         assert any(m.startswith("Resubmitted to Ray (attempt 2)") for m in messages)
         history = [json.loads(line) for line in
                    (Path(home) / "artifacts" / "jobs" / job["id"] / "metrics.jsonl").read_text().splitlines()]
-        assert history[-1]["step"] == 400 and max(h["resumed_from"] for h in history) >= 50
+        assert history[-1]["step"] == 800 and max(h["resumed_from"] for h in history) >= 50
         r = client.post("/v1/forecast", json={"model": done["fine_tuned_model"], "inputs": [{"target": [[1.0], [2.0]]}],
                                               "parameters": {"prediction_length": 2}})
         assert r.status_code == 200

@@ -38,9 +38,11 @@ def _history(model_dir: Path) -> list[dict]:
 
 def test_finetune_on_two_workers_resumes_after_a_killed_worker(tmp_path, data):
     out = tmp_path / "ft-ddp"
+    # Every step reports and Ray Train polls every 0.1 s, so the step-5 checkpoint precedes the failure.
     run_module("train_jobs.finetune", "--data", str(data), "--output", str(out), "--steps", "16", "--depth", "2",
                "--loss", "mae", "--num-workers", "2", "--checkpoint-every", "5", "--inject-failure-at-step", "8",
-               "--max-failures", "2", "--storage-path", str(tmp_path / "runs"), "--name", "ddp-run")
+               "--max-failures", "2", "--storage-path", str(tmp_path / "runs"), "--name", "ddp-run",
+               "--report-interval-s", "0", env={"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"})
     config = read_config(out)
     assert config["kind"] == "finetuned" and config["base_model"] == "tsfm-base"
     assert config["finetune"]["depth"] == 2 and config["finetune"]["loss"] == "mae"

@@ -6,7 +6,8 @@
 
 Data is a long table (.parquet/.csv/.jsonl) with `unique_id`, optional `ds`, and `y`. Workers
 shard the series, train with the shared tsfm_core step (DistributedDataParallel across workers),
-report metrics every step and checkpoint every --checkpoint-every steps. A worker that dies is
+record every step's metrics (reported in groups about one Ray Train poll apart) and checkpoint
+with the first report --checkpoint-every steps after the last checkpoint. A worker that dies is
 restarted from the last checkpoint (--max-failures); re-running with the same --name and
 --storage-path resumes an interrupted run. The result is a finetuned model directory (only the
 trained tensors + a reference to the base) and `metrics.jsonl` beside it.
@@ -22,7 +23,7 @@ from pathlib import Path
 from tsfm_core.checkpoint import BASE_MODEL_DIR, BASE_MODEL_ID, read_config, save_finetuned
 from tsfm_core.finetune import FinetuneConfig, LoraConfig
 from tsfm_core.losses import LOSSES
-from train_jobs.runner import fit, init_ray
+from train_jobs.runner import exit_when_present, fit, init_ray
 
 
 def resolve_base(name: str) -> tuple[str, Path]:
@@ -55,12 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--cpus-per-worker", type=int, default=1)
     p.add_argument("--use-gpu", action="store_true")
-    p.add_argument("--checkpoint-every", type=int, default=25)
-    p.add_argument("--report-every", type=int, default=10, help="steps per metrics report (progress granularity)")
+    p.add_argument("--checkpoint-every", type=int, default=25, help="least steps between checkpoints")
+    p.add_argument("--report-interval-s", type=float, default=None,
+                   help="seconds between metrics reports (default: Ray Train's poll interval, 2 s)")
     p.add_argument("--storage-path", default=None, help="Ray Train storage (local dir or s3://, gs://)")
     p.add_argument("--name", default=None, help="run name; re-running with the same name resumes it")
     p.add_argument("--max-failures", type=int, default=3)
     p.add_argument("--progress-file", default=None, help="append each report as a JSON line here while training")
+    p.add_argument("--stop-file", type=Path, default=None,
+                   help="exit (ending the run's workers) as soon as this file exists: cooperative cancel")
     p.add_argument("--inject-failure-at-step", type=int, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -79,9 +83,11 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = {
         "mode": "finetune", "finetune": finetune.to_dict(), "base_model_dir": str(base_dir),
         "data_path": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "seed": args.seed, "checkpoint_every": args.checkpoint_every, "report_every": args.report_every,
+        "learning_rate": args.learning_rate, "seed": args.seed, "checkpoint_every": args.checkpoint_every, "report_interval_s": args.report_interval_s,
         "threads_per_worker": args.cpus_per_worker, "inject_failure_at_step": args.inject_failure_at_step,
     }
+    if args.stop_file is not None:
+        exit_when_present(args.stop_file)
     init_ray()
     started = time.time()
     model, history = fit(cfg, name=args.name or f"finetune-{model_id}-{int(started)}", num_workers=args.num_workers,

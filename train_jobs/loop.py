@@ -2,7 +2,9 @@
 
 A worker builds its model, resumes from `ray.train.get_checkpoint()` when Ray Train restarts it
 after a failure, trains with the shared `tsfm_core` train step on its shard of the data, and
-reports metrics every step and a checkpoint (trainable tensors + optimizer + step) periodically.
+reports its steps' metrics in groups about one Ray Train poll apart (see report_pacing) and a
+checkpoint (trainable tensors + optimizer + step) with the first report `checkpoint_every` steps
+after the previous one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tsfm_core.finetune import EarlyStopper, FinetuneConfig, make_optimizer, pre
 from tsfm_core.model import SIZES, ModelConfig, PatchTransformer, init_weights
 from tsfm_core.synthetic import generate_pool
 from tsfm_core.windows import sample_batch
+from train_jobs.report_pacing import ReportPacer, poll_interval_s, reduce_over_workers
 
 STATE_FILE = "train_state.pt"
 
@@ -97,21 +100,22 @@ def train_loop_per_worker(cfg: dict) -> None:
     fail_at = cfg.get("inject_failure_at_step")
     stopper = EarlyStopper(finetune.early_stopping_patience, finetune.early_stopping_threshold) if finetune else None
     recent: list[float] = []
-    # Ray Train consumes reports on its controller's poll (every 2 s), so reporting every step would
-    # pace training at one step per poll: steps are buffered and reported in groups instead.
-    report_every = max(1, int(cfg.get("report_every", 10)))
+    pacer = ReportPacer(start_step, world, device, cfg.get("report_interval_s"))
+    last_checkpoint = start_step
     pending: list[dict] = []
     for step in range(start_step + 1, cfg["steps"] + 1):
         if fail_at is not None and step == fail_at and checkpoint is None:
             # Fault injection for tests and drills: die like a killed worker, without cleanup. The
-            # pause lets Ray Train's controller (which polls every 2 s) register the checkpoints
-            # already reported, so the drill exercises resuming rather than a crash-right-after-save race.
-            time.sleep(5)
+            # pause lets Ray Train's controller poll the checkpoints already reported, so the drill
+            # exercises resuming rather than a crash-right-after-save race.
+            time.sleep(2.5 * poll_interval_s())
             os._exit(1)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step - 1, cfg)
+        began = time.perf_counter()
         batch = sample_batch(series, cfg["batch_size"], _unwrap(model).config, rng).to(device)
         loss = train_step(model, optimizer, batch, loss_name)
+        pacer.step_took(time.perf_counter() - began)
         record = {"step": step, "loss": loss, "points": batch.n_points * world, "resumed_from": start_step}
         history.append(record)
         pending.append(record)
@@ -119,15 +123,18 @@ def train_loop_per_worker(cfg: dict) -> None:
         last = step == cfg["steps"]
         if stopper and step % finetune.eval_every == 0:
             # Every worker takes the same decision (mean loss over workers), so report counts match.
-            last = last or stopper.should_stop(_mean_over_workers(float(np.mean(recent)), world))
+            last = last or stopper.should_stop(reduce_over_workers(float(np.mean(recent)), world, device, "mean"))
             record["early_stopped"] = last and step < cfg["steps"]
             recent = []
-        checkpoint_now = step % every == 0 or last
-        if not (checkpoint_now or step % report_every == 0):
+        if not (last or pacer.due(step)):
             continue
+        # Checkpoints ride on the paced reports (an extra report would wait a poll of its own):
+        # the first report at least `checkpoint_every` steps after the last checkpoint saves one.
+        checkpoint_now = last or step - last_checkpoint >= every
         metrics = {**record, "records": pending}
         pending = []
         if checkpoint_now:
+            last_checkpoint = step
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
                 if rank == 0:
@@ -138,14 +145,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             ray.train.report(metrics)
         if last:
             break
-
-
-def _mean_over_workers(value: float, world: int) -> float:
-    if world == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    torch.distributed.all_reduce(t)
-    return float(t.item()) / world
+        pacer.reported(step)
 
 
 def load_history(checkpoint_dir: str | Path) -> list[dict]:

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> Path:
         "mode": "pretrain", "size": args.size, "steps": args.steps, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps, "pool_size": args.pool_size,
         "real_series": real, "seed": args.seed, "checkpoint_every": args.checkpoint_every,
-        "threads_per_worker": args.threads_per_worker, "report_every": args.checkpoint_every,
+        "threads_per_worker": args.threads_per_worker,
     }
     started = time.time()
     name = args.name or f"pretrain-{int(started)}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,22 @@ def init_ray() -> None:
     e.g. RAY_ADDRESS=auto), else starts a private local instance."""
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True)
+
+
+EXIT_STOPPED = 143  # as if stopped by SIGTERM
+
+
+def exit_when_present(stop_file: Path, poll_s: float = 1.0) -> None:
+    """Ends this driver once `stop_file` exists. Ray ends the actors a driver owns when it exits,
+    so the run's controller and workers go with it and free their CPUs."""
+
+    def watch() -> None:
+        while not stop_file.exists():
+            time.sleep(poll_s)
+        print(f"stop file {stop_file} found: stopping", flush=True)
+        os._exit(EXIT_STOPPED)  # fit() blocks the main thread; nothing of the run is worth keeping
+
+    threading.Thread(target=watch, name="stop-file-watch", daemon=True).start()
 
 
 class ProgressFile(UserCallback):
