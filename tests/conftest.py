@@ -8,6 +8,12 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+def pytest_collection_modifyitems(items):
+    """The session's shared server idles on the CPUs until the session ends, so the tests that use
+    it run last: the Ray Train runs and the other servers the remaining tests start get the CPUs."""
+    items.sort(key=lambda item: "server" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
