@@ -47,7 +47,7 @@ def run(data: Path, workdir: Path, steps: int, poll_s: float, report_interval_s:
     first, last = rows[0], rows[-1]
     train_s = last["time"] - first["time"]
     return {"steps": steps, "poll_s": poll_s, "report_interval_s": report_interval_s,
-            "reports": len({r["time"] for r in rows}), "training_s": round(train_s, 2),
+            "reports": len({round(r["time"], 2) for r in rows}), "training_s": round(train_s, 2),
             "steps_per_s": round((last["step"] - first["step"]) / train_s, 1) if train_s > 0 else None,
             "wall_s": round(wall, 1)}
 
