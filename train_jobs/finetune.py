@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = {
         "mode": "finetune", "finetune": finetune.to_dict(), "base_model_dir": str(base_dir),
         "data_path": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "seed": args.seed, "checkpoint_every": args.checkpoint_every, "report_interval_s": args.report_interval_s,
+        "learning_rate": args.learning_rate, "seed": args.seed, "checkpoint_every": args.checkpoint_every,
+        "report_interval_s": args.report_interval_s,
         "threads_per_worker": args.cpus_per_worker, "inject_failure_at_step": args.inject_failure_at_step,
     }
     if args.stop_file is not None:
