@@ -24,6 +24,7 @@ import numpy as np
 
 from tsfm_core.datasets import write_series
 from tsfm_core.synthetic import generate_pool
+from train_jobs.report_pacing import POLL_INTERVAL_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,7 @@ def run(data: Path, workdir: Path, steps: int, poll_s: float, report_interval_s:
         args += ["--report-interval-s", str(report_interval_s)]
     if use_gpu:
         args.append("--use-gpu")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(poll_s)}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", POLL_INTERVAL_ENV: str(poll_s)}
     env.pop("RAY_ADDRESS", None)
     started = time.perf_counter()
     subprocess.run(args, cwd=REPO, env=env, check=True, capture_output=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from train_jobs.report_pacing import POLL_INTERVAL_ENV
+
 RAY = str(Path(sys.executable).with_name("ray"))
 NODE_PORT_FLAGS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
                    "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")
@@ -63,7 +65,7 @@ def cluster_env(dashboard_url: str) -> dict:
     Ray instances run on one machine (and then a dead run's CPUs stay reserved): point it here.
     Ray Train's controller polls its workers every 0.5 s instead of 2 s (unless the variable is
     set): a finetuning job's start, progress reports and end each wait for a poll."""
-    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", **os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+    env = {POLL_INTERVAL_ENV: "0.5", **os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
            "RAY_API_SERVER_ADDRESS": dashboard_url}
     env.pop("RAY_ADDRESS", None)
     return env

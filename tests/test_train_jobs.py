@@ -13,6 +13,7 @@ from tests.conftest import seasonal_series
 from tsfm_core.checkpoint import load_model, read_config
 from tsfm_core.datasets import write_series
 from tsfm_core.predict import Forecaster
+from train_jobs.report_pacing import POLL_INTERVAL_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +43,7 @@ def test_finetune_on_two_workers_resumes_after_a_killed_worker(tmp_path, data):
     run_module("train_jobs.finetune", "--data", str(data), "--output", str(out), "--steps", "16", "--depth", "2",
                "--loss", "mae", "--num-workers", "2", "--checkpoint-every", "5", "--inject-failure-at-step", "8",
                "--max-failures", "2", "--storage-path", str(tmp_path / "runs"), "--name", "ddp-run",
-               "--report-interval-s", "0", env={"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"})
+               "--report-interval-s", "0", env={POLL_INTERVAL_ENV: "0.1"})
     config = read_config(out)
     assert config["kind"] == "finetuned" and config["base_model"] == "tsfm-base"
     assert config["finetune"]["depth"] == 2 and config["finetune"]["loss"] == "mae"

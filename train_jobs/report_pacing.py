@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # Ray Train reads this variable for its controller's poll interval; the default mirrors its own.
+# (torch is imported only where a reduction needs it, so the server can read this name cheaply.)
 POLL_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 MAX_STEPS_PER_REPORT = 1000  # progress still shows up on very fast runs
 
@@ -51,6 +54,8 @@ def reduce_over_workers(value: float, world_size: int, device: torch.device, op:
     The tensor lives on the training device because NCCL only reduces GPU tensors."""
     if world_size == 1:
         return value
+    import torch
+
     t = torch.tensor([value], dtype=torch.float64, device=device)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM)
     return float(t.item()) / (world_size if op == "mean" else 1)
