@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from nixtla import NixtlaClient
 
-from serve_apps.local_server import ServerProcess
+from serve_apps.embedded.local_server import ServerProcess
 
 PERIOD = 7
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from serve_apps.local_server import ServerProcess
+from serve_apps.embedded.local_server import ServerProcess
 
 
 def _body(rng: np.random.Generator, context: int, horizon: int, n_series: int) -> dict:

@@ -16,7 +16,7 @@ import ray
 from ray import serve
 
 from serve_apps.app import build_app
-from serve_apps.local_cluster import LocalCluster
+from serve_apps.embedded.local_cluster import LocalCluster
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ray import serve
 from ray.serve import Application
 
+from serve_apps.finetuning.manager import JobManager
 from serve_apps.ingress import Ingress
-from serve_apps.job_manager import JobManager
-from serve_apps.model_server import ModelServer
+from serve_apps.replica.model_server import ModelServer
 from serve_apps.settings import Settings
 
 
@@ -29,4 +29,5 @@ def build_app(args: dict | None = None) -> Application:
     )
     # One replica: it owns the reconcile loop for every job (state lives in the database).
     job_manager = serve.deployment(JobManager, name="JobManager", num_replicas=1, ray_actor_options={"num_cpus": 0})
-    return Ingress.bind(model_server.bind(settings.to_dict()), job_manager.bind(settings.to_dict()), settings.to_dict())
+    ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": 0.25})
+    return ingress.bind(model_server.bind(settings.to_dict()), job_manager.bind(settings.to_dict()), settings.to_dict())

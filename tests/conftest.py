@@ -8,9 +8,17 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+INTEGRATION = Path(__file__).parent / "integration"
+
+
 def pytest_collection_modifyitems(items):
-    """The session's shared server idles on the CPUs until the session ends, so the tests that use
-    it run last: the Ray Train runs and the other servers the remaining tests start get the CPUs."""
+    """Tests under tests/integration/ (Ray, servers, PostgreSQL) carry the `integration` marker, so
+    `-m "not integration"` runs the unit tests alone. The session's shared server idles on the CPUs
+    until the session ends, so the tests that use it run last: the Ray Train runs and the other
+    servers the remaining tests start get the CPUs."""
+    for item in items:
+        if INTEGRATION in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.integration)
     items.sort(key=lambda item: "server" in getattr(item, "fixturenames", ()))
 
 
@@ -57,7 +65,7 @@ SERVER_ENV = {"TSFM_MAX_BODY_BYTES": str(8 * 1024 * 1024), "TSFM_MAX_POINTS": "4
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """One real server for the session: local Ray (2 CPUs), SQLite, local artifacts, bundled model."""
-    from serve_apps.local_server import ServerProcess
+    from serve_apps.embedded.local_server import ServerProcess
 
     proc = ServerProcess(tmp_path_factory.mktemp("tsfm-home"), env=SERVER_ENV).start()
     yield proc

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import ray
 
+from train_jobs.runner import init_ray
 from tsfm_core import metrics
 from tsfm_core.checkpoint import BASE_MODEL_DIR, load_model
 from tsfm_core.predict import Forecaster
 from tsfm_core.series import Series
-from train_jobs.runner import init_ray
 
 LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 

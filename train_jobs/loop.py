@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,14 @@ import ray.train
 import ray.train.torch
 import torch
 
+from train_jobs.report_pacing import ReportPacer, poll_interval_s, reduce_over_workers
+from train_jobs.spec import PretrainSpec, TrainingSpec
 from tsfm_core.checkpoint import load_model
 from tsfm_core.datasets import load_series
 from tsfm_core.finetune import EarlyStopper, FinetuneConfig, make_optimizer, prepare_for_finetune, train_step
 from tsfm_core.model import SIZES, ModelConfig, PatchTransformer, init_weights
 from tsfm_core.synthetic import generate_pool
 from tsfm_core.windows import sample_batch
-from train_jobs.report_pacing import ReportPacer, poll_interval_s, reduce_over_workers
 
 STATE_FILE = "train_state.pt"
 
@@ -36,37 +38,52 @@ def _unwrap(model: torch.nn.Module) -> PatchTransformer:
     return model.module if hasattr(model, "module") else model
 
 
-def _build_model(cfg: dict) -> tuple[PatchTransformer, FinetuneConfig | None]:
-    if cfg["mode"] == "pretrain":
-        model_cfg = ModelConfig.from_dict({**SIZES[cfg.get("size", "base")].to_dict(), **cfg.get("model", {})})
-        model = PatchTransformer(model_cfg)
-        init_weights(model, seed=cfg.get("seed", 0))
-        return model, None
-    finetune = FinetuneConfig(**cfg["finetune"])
-    model = load_model(cfg["base_model_dir"])
-    prepare_for_finetune(model, finetune)
-    return model, finetune
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What every worker of a run gets: the spec, where its data and base are, how it runs."""
+
+    spec: TrainingSpec | PretrainSpec
+    base_model_dir: str | None = None  # finetuning: the weights it starts from
+    data_path: str | None = None  # finetuning: the series table
+    threads_per_worker: int = 1
+    report_interval_s: float | None = None
+    inject_failure_at_step: int | None = None
+
+    @property
+    def finetune(self) -> FinetuneConfig | None:
+        return self.spec.finetune if isinstance(self.spec, TrainingSpec) else None
 
 
-def _worker_data(cfg: dict, rank: int, world: int) -> list[np.ndarray]:
-    if cfg["mode"] == "pretrain":
-        real = [np.asarray(s, dtype=np.float32) for s in cfg.get("real_series", [])]
-        pool = generate_pool(cfg["pool_size"] // world, seed=cfg.get("seed", 0) * 1000 + rank, real=real)
+def _build_model(cfg: WorkerConfig) -> PatchTransformer:
+    spec = cfg.spec
+    if isinstance(spec, PretrainSpec):
+        model = PatchTransformer(ModelConfig.from_dict({**SIZES[spec.size].to_dict(), **spec.model}))
+        init_weights(model, seed=spec.seed)
+        return model
+    model = load_model(cfg.base_model_dir)
+    prepare_for_finetune(model, spec.finetune)
+    return model
+
+
+def _worker_data(cfg: WorkerConfig, rank: int, world: int) -> list[np.ndarray]:
+    spec = cfg.spec
+    if isinstance(spec, PretrainSpec):
+        real = [np.asarray(s, dtype=np.float32) for s in spec.real_series]
+        pool = generate_pool(spec.pool_size // world, seed=spec.seed * 1000 + rank, real=real)
         return pool + real
-    series = load_series(cfg["data_path"])
+    series = load_series(cfg.data_path)
     # Shard by series when there are enough; otherwise every worker samples all (different seeds).
     return series[rank::world] if len(series) >= world else series
 
 
-def _lr_at(step: int, cfg: dict) -> float:
+def _lr_at(step: int, spec: TrainingSpec | PretrainSpec) -> float:
     """Linear warmup then cosine decay to 10% (pretraining); constant for finetuning."""
-    base = cfg["learning_rate"]
-    warmup = cfg.get("warmup_steps", 0)
-    if cfg["mode"] != "pretrain":
+    base = spec.learning_rate
+    if not isinstance(spec, PretrainSpec):
         return base
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, cfg["steps"] - warmup)
+    if step < spec.warmup_steps:
+        return base * (step + 1) / spec.warmup_steps
+    progress = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
@@ -77,12 +94,13 @@ def _save_state(directory: Path, model: PatchTransformer, optimizer, step: int, 
                directory / STATE_FILE)
 
 
-def train_loop_per_worker(cfg: dict) -> None:
-    torch.set_num_threads(max(1, int(cfg.get("threads_per_worker", 1))))
+def train_loop_per_worker(cfg: WorkerConfig) -> None:
+    torch.set_num_threads(max(1, cfg.threads_per_worker))
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    model, finetune = _build_model(cfg)
-    optimizer = make_optimizer(model, cfg["learning_rate"])
+    spec, finetune = cfg.spec, cfg.finetune
+    model = _build_model(cfg)
+    optimizer = make_optimizer(model, spec.learning_rate)
     start_step, history = 0, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -94,16 +112,16 @@ def train_loop_per_worker(cfg: dict) -> None:
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     series = _worker_data(cfg, rank, world)
-    rng = np.random.default_rng(cfg.get("seed", 0) * 7919 + rank * 104729 + start_step)
+    rng = np.random.default_rng(spec.seed * 7919 + rank * 104729 + start_step)
     loss_name = finetune.loss if finetune else "default"
-    every = max(1, int(cfg.get("checkpoint_every", 50)))
-    fail_at = cfg.get("inject_failure_at_step")
+    every = spec.checkpoint_every
+    fail_at = cfg.inject_failure_at_step
     stopper = EarlyStopper(finetune.early_stopping_patience, finetune.early_stopping_threshold) if finetune else None
     recent: list[float] = []
-    pacer = ReportPacer(start_step, world, device, cfg.get("report_interval_s"))
+    pacer = ReportPacer(start_step, world, device, cfg.report_interval_s)
     last_checkpoint = start_step
     pending: list[dict] = []
-    for step in range(start_step + 1, cfg["steps"] + 1):
+    for step in range(start_step + 1, spec.steps + 1):
         if fail_at is not None and step == fail_at and checkpoint is None:
             # Fault injection for tests and drills: die like a killed worker, without cleanup. The
             # pause lets Ray Train's controller poll the checkpoints already reported, so the drill
@@ -111,20 +129,20 @@ def train_loop_per_worker(cfg: dict) -> None:
             time.sleep(2.5 * poll_interval_s())
             os._exit(1)
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step - 1, cfg)
+            group["lr"] = _lr_at(step - 1, spec)
         began = time.perf_counter()
-        batch = sample_batch(series, cfg["batch_size"], _unwrap(model).config, rng).to(device)
+        batch = sample_batch(series, spec.batch_size, _unwrap(model).config, rng).to(device)
         loss = train_step(model, optimizer, batch, loss_name)
         pacer.step_took(time.perf_counter() - began)
         record = {"step": step, "loss": loss, "points": batch.n_points * world, "resumed_from": start_step}
         history.append(record)
         pending.append(record)
         recent.append(loss)
-        last = step == cfg["steps"]
+        last = step == spec.steps
         if stopper and step % finetune.eval_every == 0:
             # Every worker takes the same decision (mean loss over workers), so report counts match.
             last = last or stopper.should_stop(reduce_over_workers(float(np.mean(recent)), world, device, "mean"))
-            record["early_stopped"] = last and step < cfg["steps"]
+            record["early_stopped"] = last and step < spec.steps
             recent = []
         if not (last or pacer.due(step)):
             continue
@@ -153,9 +171,9 @@ def load_history(checkpoint_dir: str | Path) -> list[dict]:
     return state["history"]
 
 
-def load_trained_model(cfg: dict, checkpoint_dir: str | Path) -> PatchTransformer:
+def load_trained_model(cfg: WorkerConfig, checkpoint_dir: str | Path) -> PatchTransformer:
     """Rebuilds the final model from a run's last checkpoint (trainable tensors over the start point)."""
-    model, _ = _build_model(cfg)
+    model = _build_model(cfg)
     state = torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"], strict=False)
     return model.eval()

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tsfm_core.checkpoint import BASE_MODEL_DIR, save_model
+from train_jobs.loop import WorkerConfig
 from train_jobs.runner import fit, init_ray
+from train_jobs.spec import PretrainSpec
+from tsfm_core.checkpoint import BASE_MODEL_DIR, save_model
 
 
 def real_series(names: list[str]) -> list[list[float]]:
@@ -58,12 +60,10 @@ def main(argv: list[str] | None = None) -> Path:
 
     init_ray()
     real = real_series([n for n in args.real_data.split(",") if n])
-    cfg = {
-        "mode": "pretrain", "size": args.size, "steps": args.steps, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps, "pool_size": args.pool_size,
-        "real_series": real, "seed": args.seed, "checkpoint_every": args.checkpoint_every,
-        "threads_per_worker": args.threads_per_worker,
-    }
+    spec = PretrainSpec(size=args.size, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                        warmup_steps=args.warmup_steps, pool_size=args.pool_size, real_series=real, seed=args.seed,
+                        checkpoint_every=args.checkpoint_every)
+    cfg = WorkerConfig(spec=spec, threads_per_worker=args.threads_per_worker)
     started = time.time()
     name = args.name or f"pretrain-{int(started)}"
     model, history = fit(cfg, name=name, num_workers=args.num_workers, use_gpu=args.use_gpu,

@@ -12,8 +12,8 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchTrainer
 
+from train_jobs.loop import WorkerConfig, load_history, load_trained_model, train_loop_per_worker
 from tsfm_core.model import PatchTransformer
-from train_jobs.loop import load_history, load_trained_model, train_loop_per_worker
 
 DEFAULT_STORAGE = Path(os.environ.get("TSFM_HOME", Path.home() / ".tsfm")) / "ray_train"
 
@@ -59,7 +59,7 @@ class ProgressFile(UserCallback):
             f.write("".join(line + "\n" for line in lines))
 
 
-def fit(cfg: dict, *, name: str, num_workers: int = 1, use_gpu: bool = False, cpus_per_worker: int = 1,
+def fit(cfg: WorkerConfig, *, name: str, num_workers: int = 1, use_gpu: bool = False, cpus_per_worker: int = 1,
         storage_path: str | None = None, max_failures: int = 3,
         progress_file: str | None = None) -> tuple[PatchTransformer, list[dict]]:
     storage = storage_path or str(DEFAULT_STORAGE)

@@ -27,6 +27,11 @@ class CheckpointError(ValueError):
     pass
 
 
+def bundled_model_dir(model_id: str) -> Path | None:
+    """The directory of a model that ships inside this package, or None."""
+    return BASE_MODEL_DIR if model_id == BASE_MODEL_ID else None
+
+
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -104,8 +109,9 @@ def _sibling_resolver(directory: Path) -> Callable[[str], Path]:
     artifact store keeps every model under one folder, so chains of finetunes resolve)."""
 
     def resolve(model_id: str) -> Path:
-        if model_id == BASE_MODEL_ID:
-            return BASE_MODEL_DIR
+        bundled = bundled_model_dir(model_id)
+        if bundled is not None:
+            return bundled
         sibling = directory.parent / model_id
         if (sibling / CONFIG_FILE).exists():
             return sibling

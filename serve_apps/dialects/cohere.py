@@ -11,15 +11,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_apps.job_store import EventRecord, JobRecord
-from serve_apps.registry import ModelRecord
+from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
+from serve_apps.models.registry import ModelRecord, ModelStatus
+from train_jobs.spec import TrainingSpec
+from tsfm_core.finetune import FinetuneConfig, LoraConfig
 
 LORA_TARGETS = {"LORA_TARGET_MODULES_QV": "QV", "LORA_TARGET_MODULES_QKVO": "QKVO",
                 "LORA_TARGET_MODULES_QKVO_FFN": "QKVO_FFN", "LORA_TARGET_MODULES_UNSPECIFIED": None}
-MODEL_STATUS = {"queued": "STATUS_QUEUED", "finetuning": "STATUS_FINETUNING", "ready": "STATUS_READY",
-                "failed": "STATUS_FAILED", "cancelled": "STATUS_FAILED", "deleted": "STATUS_DELETED"}
-JOB_STATUS = {"queued": "STATUS_QUEUED", "running": "STATUS_FINETUNING", "succeeded": "STATUS_READY",
-              "failed": "STATUS_FAILED", "cancelled": "STATUS_FAILED"}
+MODEL_STATUS = {ModelStatus.QUEUED: "STATUS_QUEUED", ModelStatus.FINETUNING: "STATUS_FINETUNING",
+                ModelStatus.READY: "STATUS_READY", ModelStatus.FAILED: "STATUS_FAILED",
+                ModelStatus.CANCELLED: "STATUS_FAILED", ModelStatus.DELETED: "STATUS_DELETED"}
+JOB_STATUS = {JobStatus.QUEUED: "STATUS_QUEUED", JobStatus.RUNNING: "STATUS_FINETUNING",
+              JobStatus.SUCCEEDED: "STATUS_READY", JobStatus.FAILED: "STATUS_FAILED", JobStatus.CANCELLED: "STATUS_FAILED"}
 
 
 class BaseModelSettings(BaseModel):
@@ -63,19 +66,20 @@ class FinetunedModelBody(BaseModel):
     creator_id: str | None = None
 
 
-def training_config(body: FinetunedModelBody, base_model: str, n_windows: int, max_steps: int) -> dict:
+def training_spec(body: FinetunedModelBody, base_model: str, n_windows: int, max_steps: int) -> TrainingSpec:
     h = body.settings.hyperparameters or CohereHyperparameters()
     batch = h.train_batch_size or 32
     epochs = h.train_epochs or 3
     steps = min(max_steps, epochs * max(1, -(-n_windows // batch)))
     targets = LORA_TARGETS[h.lora_target_modules or "LORA_TARGET_MODULES_UNSPECIFIED"]
     lora_rank = h.lora_rank or (8 if targets else None)
-    return {"base_model": base_model, "steps": steps, "depth": 1, "loss": "default",
-            "learning_rate": h.learning_rate or 1e-3, "batch_size": batch, "seed": 0,
-            "checkpoint_every": max(1, min(50, steps // 4)), "n_epochs": epochs, "learning_rate_multiplier": 1.0,
-            "lora_rank": lora_rank, "lora_alpha": float(h.lora_alpha or 16), "lora_targets": targets or "QV",
-            "early_stopping_patience": h.early_stopping_patience,
-            "early_stopping_threshold": h.early_stopping_threshold or 0.0}
+    lora = LoraConfig(rank=lora_rank, alpha=float(h.lora_alpha or 16), targets=targets or "QV") if lora_rank else None
+    finetune = FinetuneConfig(steps=steps, depth=1, loss="default", learning_rate=h.learning_rate or 1e-3,
+                              batch_size=batch, lora=lora, seed=0,
+                              early_stopping_patience=h.early_stopping_patience,
+                              early_stopping_threshold=h.early_stopping_threshold or 0.0)
+    return TrainingSpec(base_model=base_model, finetune=finetune, checkpoint_every=max(1, min(50, steps // 4)),
+                        epochs=epochs)
 
 
 def _iso(ts: float | None) -> str | None:

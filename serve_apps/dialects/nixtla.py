@@ -9,23 +9,19 @@ request sent the level, which is what the SDK's column naming relies on.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serve_apps.dialects.types import Depth, Loss
 from serve_apps.errors import invalid
-from serve_apps.registry import ModelRecord
+from serve_apps.models.registry import ModelRecord
 from tsfm_core.finetune import FinetuneConfig
-from tsfm_core.losses import LOSSES
 from tsfm_core.predict import ForecastRequest, ForecastResult
 from tsfm_core.quantiles import level_bounds
 from tsfm_core.series import Series
 
 MODEL_ID_PATTERN = r"^[a-zA-Z0-9\-_]{1,36}$"
-Loss = Literal["default", "mae", "mse", "rmse", "mape", "smape", "poisson"]
-Depth = Literal[1, 2, 3, 4, 5]
-assert set(Loss.__args__) == set(LOSSES)
 
 
 class NixtlaSeries(BaseModel):

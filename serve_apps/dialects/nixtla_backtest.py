@@ -19,12 +19,21 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_apps.dialects.nixtla import MODEL_ID_PATTERN, Depth, Loss, NixtlaSeries, check_levels, check_series, level_index
+from serve_apps.dialects.nixtla import (
+    MODEL_ID_PATTERN,
+    Depth,
+    Loss,
+    NixtlaSeries,
+    check_levels,
+    check_series,
+    level_index,
+)
 from serve_apps.errors import invalid
 from tsfm_core import backtest
 from tsfm_core.backtest import Backtest, Window, WindowError
 from tsfm_core.finetune import FinetuneConfig
 from tsfm_core.quantiles import level_bounds
+
 
 class _Common(BaseModel):
     model_config = ConfigDict(extra="ignore")

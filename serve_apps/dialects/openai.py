@@ -12,8 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_apps.files import FileRecord
-from serve_apps.job_store import EventRecord, JobRecord
+from serve_apps.dialects.types import Depth, LoraTargets, Loss
+from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
+from serve_apps.storage.files import FileRecord
+from train_jobs.spec import TrainingSpec
+from tsfm_core.finetune import FinetuneConfig, LoraConfig
 
 AUTO_EPOCHS, AUTO_BATCH, BASE_LR = 3, 32, 1e-3
 Auto = Literal["auto"]
@@ -26,11 +29,11 @@ class Hyperparameters(BaseModel):
     batch_size: Annotated[int, Field(ge=1, le=1024)] | Auto = "auto"
     learning_rate_multiplier: Annotated[float, Field(gt=0, le=100)] | Auto = "auto"
     steps: int | None = Field(default=None, ge=1)
-    finetune_depth: Literal[1, 2, 3, 4, 5] = 1
-    finetune_loss: Literal["default", "mae", "mse", "rmse", "mape", "smape", "poisson"] = "default"
+    finetune_depth: Depth = 1
+    finetune_loss: Loss = "default"
     lora_rank: int | None = Field(default=None, ge=1, le=256)
     lora_alpha: float = Field(default=16.0, gt=0)
-    lora_target_modules: Literal["QV", "QKVO", "QKVO_FFN"] = "QV"
+    lora_target_modules: LoraTargets = "QV"
 
 
 class SupervisedMethod(BaseModel):
@@ -61,20 +64,20 @@ class JobCreate(BaseModel):
         return self.hyperparameters or Hyperparameters()
 
 
-def training_config(h: Hyperparameters, file: FileRecord, base_model: str, seed: int, output_patch_len: int,
-                    max_steps: int) -> dict:
-    """Resolves 'auto' values and turns epochs into optimizer steps for train_jobs.finetune."""
+def training_spec(h: Hyperparameters, file: FileRecord, base_model: str, seed: int, output_patch_len: int,
+                  max_steps: int) -> TrainingSpec:
+    """Resolves 'auto' values and turns epochs into optimizer steps."""
     batch = AUTO_BATCH if h.batch_size == "auto" else h.batch_size
     epochs = AUTO_EPOCHS if h.n_epochs == "auto" else h.n_epochs
     multiplier = 1.0 if h.learning_rate_multiplier == "auto" else h.learning_rate_multiplier
     windows = max(file.n_series, file.n_points // output_patch_len)
     steps = h.steps or epochs * max(1, math.ceil(windows / batch))
     steps = min(steps, max_steps)
-    return {"base_model": base_model, "steps": steps, "depth": h.finetune_depth, "loss": h.finetune_loss,
-            "learning_rate": BASE_LR * multiplier, "batch_size": batch, "seed": seed,
-            "checkpoint_every": max(1, min(50, steps // 4)), "n_epochs": epochs,
-            "learning_rate_multiplier": multiplier, "lora_rank": h.lora_rank, "lora_alpha": h.lora_alpha,
-            "lora_targets": h.lora_target_modules}
+    lora = LoraConfig(rank=h.lora_rank, alpha=h.lora_alpha, targets=h.lora_target_modules) if h.lora_rank else None
+    finetune = FinetuneConfig(steps=steps, depth=h.finetune_depth, loss=h.finetune_loss,
+                              learning_rate=BASE_LR * multiplier, batch_size=batch, lora=lora, seed=seed)
+    return TrainingSpec(base_model=base_model, finetune=finetune, checkpoint_every=max(1, min(50, steps // 4)),
+                        epochs=epochs)
 
 
 def file_view(f: FileRecord) -> dict:
@@ -83,31 +86,29 @@ def file_view(f: FileRecord) -> dict:
 
 
 def job_view(job: JobRecord) -> dict:
-    cfg = job.config
+    spec, ft = job.spec, job.spec.finetune
+    method = {"n_epochs": spec.epochs, "batch_size": ft.batch_size, "learning_rate_multiplier": ft.learning_rate / BASE_LR}
     return {
         "id": job.id,
         "object": "fine_tuning.job",
         "created_at": int(job.created_at),
         "error": job.error,
-        "fine_tuned_model": job.model_id if job.status == "succeeded" else None,
+        "fine_tuned_model": job.model_id if job.status == JobStatus.SUCCEEDED else None,
         "finished_at": int(job.finished_at) if job.finished_at else None,
-        "hyperparameters": {"n_epochs": cfg["n_epochs"], "batch_size": cfg["batch_size"],
-                            "learning_rate_multiplier": cfg["learning_rate_multiplier"], "steps": cfg["steps"],
-                            "finetune_depth": cfg["depth"], "finetune_loss": cfg["loss"], "lora_rank": cfg.get("lora_rank")},
+        "hyperparameters": {**method, "steps": ft.steps, "finetune_depth": ft.depth, "finetune_loss": ft.loss,
+                            "lora_rank": ft.lora.rank if ft.lora else None},
         "model": job.model,
         "organization_id": job.organization,
         "result_files": [],
-        "seed": cfg["seed"],
+        "seed": ft.seed,
         "status": job.status,
-        "trained_tokens": job.trained_tokens if job.status == "succeeded" else None,
+        "trained_tokens": job.trained_tokens if job.status == JobStatus.SUCCEEDED else None,
         "training_file": job.training_file,
         "validation_file": job.validation_file,
         "integrations": job.request.get("integrations"),
         "metadata": job.request.get("metadata"),
         "suffix": job.request.get("suffix"),
-        "method": {"type": "supervised", "supervised": {"hyperparameters": {
-            "n_epochs": cfg["n_epochs"], "batch_size": cfg["batch_size"],
-            "learning_rate_multiplier": cfg["learning_rate_multiplier"]}}},
+        "method": {"type": "supervised", "supervised": {"hyperparameters": method}},
         "estimated_finish": None,
         "user_provided_suffix": job.request.get("suffix"),
     }

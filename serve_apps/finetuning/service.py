@@ -1,0 +1,72 @@
+"""Fine-tuning as the OpenAI- and Cohere-style routes use it: create a job from a TrainingSpec,
+cancel it, delete a model (stopping its job first). The JobManager deployment runs the jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+from ray.serve.handle import DeploymentHandle
+
+from serve_apps.auth import Caller
+from serve_apps.errors import ApiError, not_found
+from serve_apps.finetuning.manager import job_dir
+from serve_apps.finetuning.store import JobNotFound, JobRecord, JobStore
+from serve_apps.models.registry import ModelStatus, Registry, new_model_id
+from serve_apps.models.resolver import ModelResolver
+from serve_apps.settings import Settings
+from serve_apps.storage.files import FileRecord
+from train_jobs.spec import TrainingSpec
+
+
+class FinetuningService:
+    def __init__(self, settings: Settings, registry: Registry, jobs: JobStore, resolver: ModelResolver,
+                 job_manager: DeploymentHandle):
+        self.settings, self.registry, self.jobs, self.resolver = settings, registry, jobs, resolver
+        self.job_manager = job_manager
+
+    def own_job(self, job_id: str, caller: Caller) -> JobRecord:
+        try:
+            return self.jobs.get(job_id, caller.organization)
+        except JobNotFound:
+            raise not_found(["path", "job_id"], f"fine-tuning job {job_id!r}") from None
+
+    async def create(self, caller: Caller, source: str, requested_model: str, spec: TrainingSpec, file: FileRecord,
+                     validation_file: str | None, request: dict, model_params: dict) -> JobRecord:
+        """Registers the model it will produce (queued), stores the job, and wakes the manager."""
+        job = await asyncio.to_thread(self._create, caller, source, requested_model, spec, file, validation_file,
+                                      request, model_params)
+        self.job_manager.reconcile.remote()  # submit now rather than at the next poll
+        return job
+
+    def _create(self, caller: Caller, source: str, requested_model: str, spec: TrainingSpec, file: FileRecord,
+                validation_file: str | None, request: dict, model_params: dict) -> JobRecord:
+        model_id = new_model_id()
+        ft = spec.finetune
+        self.registry.add(model_id=model_id, organization=caller.organization, base_model_id=spec.base_model,
+                          source=source, created_by=caller.key_hint, freq=None, steps=ft.steps, depth=ft.depth,
+                          loss=ft.loss, finetune_tokens=0, params={"requested_model": requested_model, **model_params},
+                          status=ModelStatus.QUEUED)
+        job = self.jobs.create(organization=caller.organization, source=source, model=requested_model,
+                               base_model_id=spec.base_model, model_id=model_id, training_file=file.id,
+                               validation_file=validation_file, spec=spec, request=request)
+        # The job trains on its own copy: deleting the file later cannot starve a resumed run.
+        directory = job_dir(self.settings, job.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copy(file.series_path, directory / "series.parquet")
+        return job
+
+    async def cancel(self, job_id: str, caller: Caller) -> JobRecord:
+        job = self.own_job(job_id, caller)
+        if not job.status.active or not await self.job_manager.cancel.remote(job_id):
+            raise ApiError(409, ["path", "job_id"], f"job {job_id} is {self.jobs.get(job_id).status} and cannot be "
+                           "cancelled", "invalid_state")
+        return self.jobs.get(job_id)
+
+    async def delete_model(self, model_id: str, caller: Caller) -> None:
+        """Any dialect's delete: stops a training job first, then soft-deletes and frees artifacts."""
+        self.resolver.own_model(model_id, caller.organization, ["path", "model_id"])
+        job = self.jobs.by_model(model_id)
+        if job is not None and job.status.active:
+            await self.job_manager.cancel.remote(job.id)
+        self.registry.delete(model_id, caller.organization)

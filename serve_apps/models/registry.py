@@ -1,0 +1,150 @@
+"""The model registry: finetuned models' SQL metadata plus an artifact directory holding each
+one's checkpoint.
+
+One id space for every dialect: a model created through Nixtla, OpenAI- or Cohere-style calls is a
+row here (names are resolved by models.resolver). Deletion is soft in metadata and frees the
+artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from serve_apps.storage.db import Status, Store, metadata, new_id
+
+models = sa.Table(
+    "models", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("organization", sa.String(128), nullable=False, index=True),
+    sa.Column("base_model_id", sa.String(64), nullable=False),
+    sa.Column("artifact_path", sa.Text, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("deleted_at", sa.Float, nullable=True),
+    sa.Column("freq", sa.String(32), nullable=True),
+    sa.Column("steps", sa.Integer, nullable=False, default=0),
+    sa.Column("depth", sa.Integer, nullable=False, default=1),
+    sa.Column("loss", sa.String(16), nullable=False, default="default"),
+    sa.Column("finetune_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("params", sa.Text, nullable=False, default="{}"),
+)
+
+
+class ModelStatus(Status):
+    """A finetuned model's life: queued -> finetuning -> ready | failed | cancelled; deleted (soft)."""
+
+    QUEUED = "queued"
+    FINETUNING = "finetuning"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
+
+
+class ModelNotFound(LookupError):
+    pass
+
+
+@dataclass
+class ModelRecord:
+    id: str
+    organization: str
+    base_model_id: str
+    artifact_path: str
+    status: ModelStatus
+    source: str
+    created_by: str
+    created_at: float
+    updated_at: float
+    deleted_at: float | None
+    freq: str | None
+    steps: int
+    depth: int
+    loss: str
+    finetune_tokens: int
+    params: dict
+
+    @classmethod
+    def from_row(cls, row) -> "ModelRecord":
+        d = dict(row._mapping)
+        d["params"] = json.loads(d["params"] or "{}")
+        d["status"] = ModelStatus(d["status"])
+        return cls(**d)
+
+
+def new_model_id() -> str:
+    return new_id("ft")
+
+
+class Registry(Store[ModelRecord]):
+    table = models
+    not_found = ModelNotFound
+    soft_deleted = True
+
+    def __init__(self, database_url: str, artifact_dir: str | Path):
+        super().__init__(database_url)
+        self.artifact_dir = Path(artifact_dir)
+        self.artifact_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- finetuned models ----------------------------------------------------------------------
+    def artifact_path_for(self, model_id: str) -> Path:
+        return self.artifact_dir / "models" / model_id
+
+    def exists(self, model_id: str) -> bool:
+        """True if the id is taken by any model, deleted ones included (ids are never reused)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(models.c.id).where(models.c.id == model_id)).first() is not None
+
+    def add(self, *, model_id: str, organization: str, base_model_id: str, source: str, created_by: str,
+            freq: str | None, steps: int, depth: int, loss: str, finetune_tokens: int, params: dict,
+            status: ModelStatus = ModelStatus.READY) -> ModelRecord:
+        now = time.time()
+        row = dict(id=model_id, organization=organization, base_model_id=base_model_id,
+                   artifact_path=str(self.artifact_path_for(model_id)), status=status.value, source=source,
+                   created_by=created_by, created_at=now, updated_at=now, deleted_at=None, freq=freq,
+                   steps=steps, depth=depth, loss=loss, finetune_tokens=finetune_tokens, params=json.dumps(params))
+        with self.engine.begin() as conn:
+            conn.execute(models.insert().values(**row))
+        return self.get(model_id, organization)
+
+    def record(self, row) -> ModelRecord:
+        return ModelRecord.from_row(row)
+
+    def list(self, organization: str) -> list[ModelRecord]:
+        query = (sa.select(models).where(models.c.organization == organization, models.c.deleted_at.is_(None))
+                 .order_by(models.c.created_at))
+        return self.select(query)
+
+    def set_status(self, model_id: str, status: ModelStatus, **values) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(models.update().where(models.c.id == model_id)
+                         .values(status=status.value, updated_at=time.time(), **values))
+
+    def update_params(self, model_id: str, changes: dict) -> None:
+        record = self.get(model_id)
+        with self.engine.begin() as conn:
+            conn.execute(models.update().where(models.c.id == model_id)
+                         .values(params=json.dumps({**record.params, **changes}), updated_at=time.time()))
+
+    def discard(self, model_id: str) -> None:
+        """Removes a model whose creation failed (row and artifacts), so its id can be used again."""
+        with self.engine.begin() as conn:
+            conn.execute(models.delete().where(models.c.id == model_id))
+        shutil.rmtree(self.artifact_path_for(model_id), ignore_errors=True)
+
+    def delete(self, model_id: str, organization: str) -> None:
+        record = self.get(model_id, organization)
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(models.update().where(models.c.id == model_id)
+                         .values(deleted_at=now, updated_at=now, status=ModelStatus.DELETED.value))
+        shutil.rmtree(record.artifact_path, ignore_errors=True)

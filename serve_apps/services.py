@@ -1,0 +1,63 @@
+"""The services one ingress replica holds, built once by the Ingress and handed to every route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from serve_apps.finetuning.service import FinetuningService
+from serve_apps.finetuning.store import JobStore
+from serve_apps.models.catalog import CATALOG
+from serve_apps.models.registry import Registry
+from serve_apps.models.resolver import ModelResolver
+from serve_apps.nixtla.async_runner import AsyncJobRunner
+from serve_apps.nixtla.async_store import AsyncJobStore
+from serve_apps.nixtla.tasks import NixtlaTasks
+from serve_apps.replica.calls import ModelClient
+from serve_apps.settings import Settings
+from serve_apps.storage.files import FileStore
+from tsfm_core.checkpoint import BASE_MODEL_ID, read_config
+
+
+@dataclass(frozen=True)
+class BaseShape:
+    """What clients are told of the bundled base model's input and output sizes."""
+
+    max_context: int
+    output_patch_len: int
+
+    @classmethod
+    def bundled(cls) -> "BaseShape":
+        model = read_config(CATALOG.entries[BASE_MODEL_ID].path)["model"]
+        return cls(model["max_context"], model["output_patch_len"])
+
+
+@dataclass
+class Services:
+    settings: Settings
+    keys: dict[str, str]  # API key -> organization
+    base: BaseShape
+    registry: Registry
+    resolver: ModelResolver
+    files: FileStore
+    jobs: JobStore
+    models: ModelClient
+    finetuning: FinetuningService
+    nixtla: NixtlaTasks
+    async_jobs: AsyncJobStore
+    async_runner: AsyncJobRunner
+
+    @classmethod
+    def build(cls, settings: Settings, models: ModelClient, job_manager) -> "Services":
+        """Connects the stores and wires the services; starts this replica's async job runner."""
+        registry = Registry(settings.database_url, settings.artifact_dir)
+        resolver = ModelResolver(registry)
+        jobs = JobStore(settings.database_url)
+        base = BaseShape.bundled()
+        nixtla = NixtlaTasks(settings, registry, resolver, models, base.max_context, base.output_patch_len)
+        async_jobs = AsyncJobStore(settings.database_url, settings.artifact_dir)
+        runner = AsyncJobRunner(async_jobs, nixtla, settings.async_jobs_per_replica)
+        runner.start()
+        return cls(settings=settings, keys=settings.api_key_map(), base=base, registry=registry, resolver=resolver,
+                   files=FileStore(settings.database_url, settings.artifact_dir), jobs=jobs, models=models,
+                   finetuning=FinetuningService(settings, registry, jobs, resolver, job_manager), nixtla=nixtla,
+                   async_jobs=async_jobs, async_runner=runner)

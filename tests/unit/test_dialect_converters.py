@@ -1,0 +1,66 @@
+"""The OpenAI- and Cohere-style converters: bodies -> TrainingSpec, records -> the SDKs' views."""
+
+import pytest
+from pydantic import ValidationError
+
+from serve_apps.dialects import cohere, openai
+from serve_apps.finetuning.store import JobRecord, JobStatus
+from serve_apps.storage.files import FileRecord
+
+
+def _file(n_series=4, n_points=640):
+    return FileRecord(id="file-1", organization="acme", filename="s.csv", purpose="fine-tune", bytes=10,
+                      created_at=0.0, deleted_at=None, n_series=n_series, n_points=n_points, path="/tmp/x")
+
+
+def test_openai_auto_hyperparameters_become_steps_from_epochs():
+    body = openai.JobCreate(model="timegpt-1", training_file="file-1")
+    spec = openai.training_spec(body.resolved_hyperparameters(), _file(), "tsfm-base", 7, 32, max_steps=10_000)
+    # 640 points / 32 = 20 windows, batch 32 -> 1 step per epoch, 3 epochs
+    assert (spec.epochs, spec.steps, spec.batch_size, spec.seed) == (3, 3, 32, 7)
+    assert spec.finetune.depth == 1 and spec.finetune.lora is None and spec.base_model == "tsfm-base"
+
+
+def test_openai_method_hyperparameters_and_lora():
+    body = openai.JobCreate.model_validate({
+        "model": "tsfm-base", "training_file": "file-1",
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {
+            "n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 0.5, "finetune_depth": 3,
+            "finetune_loss": "mae", "lora_rank": 8, "lora_target_modules": "QKVO"}}}})
+    spec = openai.training_spec(body.resolved_hyperparameters(), _file(), "tsfm-base", 0, 32, max_steps=10_000)
+    ft = spec.finetune
+    assert (spec.steps, ft.depth, ft.loss, ft.learning_rate) == (2 * 5, 3, "mae", 5e-4)
+    assert (ft.lora.rank, ft.lora.targets) == (8, "QKVO")
+
+
+def test_openai_rejects_unknown_loss_naming_the_field():
+    with pytest.raises(ValidationError) as err:
+        openai.JobCreate.model_validate({"model": "m", "training_file": "f",
+                                         "hyperparameters": {"finetune_loss": "huber"}})
+    assert err.value.errors()[0]["loc"] == ("hyperparameters", "finetune_loss")
+
+
+def test_openai_job_view_reads_the_spec():
+    body = openai.JobCreate(model="timegpt-1", training_file="file-1", suffix="mine")
+    spec = openai.training_spec(body.resolved_hyperparameters(), _file(), "tsfm-base", 0, 32, max_steps=10_000)
+    job = JobRecord(id="ftjob-1", organization="acme", source="openai", model="timegpt-1", base_model_id="tsfm-base",
+                    model_id="ft-1", training_file="file-1", validation_file=None, status=JobStatus.SUCCEEDED,
+                    spec=spec, request=body.model_dump(mode="json"), error=None, created_at=1.0, started_at=2.0,
+                    finished_at=3.0, trained_tokens=640, submission_id=None, attempts=1, progress_offset=0)
+    view = openai.job_view(job)
+    assert view["status"] == "succeeded" and view["fine_tuned_model"] == "ft-1" and view["trained_tokens"] == 640
+    assert view["hyperparameters"]["n_epochs"] == 3 and view["hyperparameters"]["learning_rate_multiplier"] == 1.0
+    assert view["method"]["supervised"]["hyperparameters"]["batch_size"] == 32 and view["suffix"] == "mine"
+
+
+def test_cohere_settings_become_a_spec():
+    body = cohere.FinetunedModelBody.model_validate({
+        "name": "m", "settings": {"base_model": {"base_type": "BASE_TYPE_CHAT"}, "dataset_id": "file-1",
+                                  "hyperparameters": {"train_epochs": 2, "train_batch_size": 8, "learning_rate": 0.01,
+                                                      "early_stopping_patience": 3,
+                                                      "lora_target_modules": "LORA_TARGET_MODULES_QKVO"}}})
+    spec = cohere.training_spec(body, "tsfm-base", n_windows=20, max_steps=10_000)
+    ft = spec.finetune
+    assert (spec.epochs, spec.steps, ft.batch_size, ft.learning_rate) == (2, 6, 8, 0.01)
+    assert (ft.lora.rank, ft.lora.targets, ft.early_stopping_patience) == (8, "QKVO", 3)
+    assert cohere.training_spec(body, "tsfm-base", n_windows=20, max_steps=4).steps == 4
