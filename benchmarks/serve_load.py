@@ -1,96 +1,215 @@
-"""Serving latency and throughput of /v1/forecast on a real server, with and without request batching.
+"""Serving throughput and latency under load: the real server (Ray Serve) next to a bare FastAPI
+process running the same app and model code (benchmarks/bare_server.py); the ratio is the figure.
 
-    python benchmarks/serve_load.py                      # starts its own servers, writes JSON
-    python benchmarks/serve_load.py --url http://host:8000 --concurrency 32
+    python benchmarks/serve_load.py                       # both servers, every workload, writes JSON
+    python benchmarks/serve_load.py --quick               # c1/c16/c64 only, fewer requests
+    python benchmarks/serve_load.py --url http://host:8000 --targets serve
 
-For each configuration: sequential latency (p50/p95) of one-series requests, then throughput and
-latency at a fixed concurrency. Results go to benchmarks/results/serve_load.json.
+Workloads: W1 = 1 series x 256 points, h=24, 3 quantiles; W2 = 16 series x 512 points, h=64. Each
+runs on /v1/forecast (TSFM.ai) and /v2/forecast (Nixtla) at concurrency 1/16/64/256 with an async
+client (a bounded number of requests and seconds per level), recording req/s, p50/p95/p99, status
+codes and the Serve replica counts. A mixed run measures W1 at c16 while bulk requests (10^4
+series) are in flight. Results: benchmarks/results/serve_load.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
+import asyncio
 import json
+import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-from serve_apps.embedded.local_server import ServerProcess
+from serve_apps.embedded.local_cluster import free_port, wait_until_serving
+from serve_apps.embedded.local_server import REPO, ServerProcess
+
+WORKLOADS = {"W1": dict(series=1, context=256, horizon=24), "W2": dict(series=16, context=512, horizon=64)}
 
 
-def _body(rng: np.random.Generator, context: int, horizon: int, n_series: int) -> dict:
+def tsfm_body(series: int, context: int, horizon: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
     t = np.arange(context)
     inputs = [{"target": (50 + 10 * np.sin(2 * np.pi * t / 24 + i) + rng.normal(0, 1, context)).round(3)[:, None].tolist()}
-              for i in range(n_series)]
+              for i in range(series)]
     return {"model": "tsfm-base", "inputs": inputs,
             "parameters": {"prediction_length": horizon, "quantile_levels": [0.1, 0.5, 0.9]}}
 
 
-def _percentiles(latencies: list[float]) -> dict:
-    ms = np.asarray(latencies) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-            "mean_ms": round(float(ms.mean()), 1)}
+def nixtla_body(series: int, context: int, horizon: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    t = np.arange(context)
+    y = np.concatenate([50 + 10 * np.sin(2 * np.pi * t / 24 + i) + rng.normal(0, 1, context) for i in range(series)])
+    return {"series": {"y": y.round(3).tolist(), "sizes": [context] * series}, "model": "timegpt-1", "h": horizon,
+            "freq": "h", "level": [80]}
 
 
-def measure(url: str, requests: int, concurrency: int, context: int, horizon: int, n_series: int) -> dict:
-    rng = np.random.default_rng(0)
-    body = _body(rng, context, horizon, n_series)
-    with httpx.Client(base_url=url, timeout=120) as client:
-        for _ in range(3):  # warm-up: model load, first batch
-            client.post("/v1/forecast", json=body).raise_for_status()
+BODIES = {"/v1/forecast": tsfm_body, "/v2/forecast": nixtla_body}
 
-        def one(_: int) -> float:
-            start = time.perf_counter()
-            client.post("/v1/forecast", json=body).raise_for_status()
-            return time.perf_counter() - start
 
-        sequential = [one(i) for i in range(min(requests, 50))]
-        stats_before = client.get("/v1/stats").json()
-        start = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            concurrent_lat = list(pool.map(one, range(requests)))
-        elapsed = time.perf_counter() - start
-        stats_after = client.get("/v1/stats").json()
-    batches = stats_after["batches_run"] - stats_before["batches_run"]
-    return {
-        "sequential": _percentiles(sequential),
-        "concurrent": {**_percentiles(concurrent_lat), "concurrency": concurrency, "requests": requests,
-                       "requests_per_s": round(requests / elapsed, 1),
-                       "series_per_s": round(requests * n_series / elapsed, 1),
-                       "mean_requests_per_model_pass": round(requests / max(batches, 1), 2)},
-    }
+def _percentile_ms(latencies: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.asarray(latencies) * 1000, q)), 1) if latencies else None
+
+
+async def run_level(url: str, path: str, body: dict, concurrency: int, requests: int, max_seconds: float,
+                    timeout_s: float = 60) -> dict:
+    """`concurrency` clients send `body` until `requests` were sent or `max_seconds` passed."""
+    payload = json.dumps(body).encode()
+    latencies: list[float] = []
+    codes: Counter = Counter()
+    sent = 0
+    deadline = time.perf_counter() + max_seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits,
+                                 headers={"content-type": "application/json"}) as client:
+        async def worker() -> None:
+            nonlocal sent
+            while sent < requests and time.perf_counter() < deadline:
+                sent += 1
+                start = time.perf_counter()
+                try:
+                    status = (await client.post(path, content=payload)).status_code
+                except httpx.TimeoutException:
+                    status = "timeout"
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                codes[status] += 1
+                if status == 200:
+                    latencies.append(time.perf_counter() - start)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"concurrency": concurrency, "requests": sum(codes.values()), "seconds": round(elapsed, 2),
+            "ok_per_s": round(codes[200] / elapsed, 1), "p50_ms": _percentile_ms(latencies, 50),
+            "p95_ms": _percentile_ms(latencies, 95), "p99_ms": _percentile_ms(latencies, 99),
+            "status": {str(k): v for k, v in sorted(codes.items(), key=str)}}
+
+
+def stats(url: str) -> dict:
+    try:
+        return httpx.get(url + "/v1/stats", timeout=30).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+def measure(url: str, levels: list[int], requests: int, max_seconds: float) -> dict:
+    out: dict = {}
+    for path, make in BODIES.items():
+        for name, shape in WORKLOADS.items():
+            body = make(**shape)
+            httpx.post(url + path, json=body, timeout=120).raise_for_status()  # warm-up: model load
+            rows = []
+            for c in levels:
+                before = stats(url)
+                row = asyncio.run(run_level(url, path, body, c, requests, max_seconds))
+                after = stats(url)
+                passes = after.get("batches_run", 0) - before.get("batches_run", 0)
+                batched = after.get("requests_batched", 0) - before.get("requests_batched", 0)
+                row["requests_per_model_pass"] = round(batched / passes, 2) if passes else None
+                row["replicas"] = after.get("replicas")
+                rows.append(row)
+                print(path, name, json.dumps(row), flush=True)
+            out[f"{path} {name}"] = rows
+    return out
+
+
+def mixed(url: str, requests: int, max_seconds: float, bulk_series: int) -> dict:
+    """W1 at c16 alone, then with bulk requests in flight the whole time."""
+    small = tsfm_body(**WORKLOADS["W1"])
+    bulk = tsfm_body(series=bulk_series, context=256, horizon=24)
+    alone = asyncio.run(run_level(url, "/v1/forecast", small, 16, requests, max_seconds))
+
+    async def together() -> tuple[dict, dict]:
+        bulk_task = asyncio.ensure_future(run_level(url, "/v1/forecast", bulk, 2, 10_000, max_seconds, timeout_s=300))
+        await asyncio.sleep(1.0)  # let the bulk requests get going
+        small_row = await run_level(url, "/v1/forecast", small, 16, requests, max_seconds)
+        return small_row, await bulk_task
+    with_bulk, bulk_row = asyncio.run(together())
+    ratio = (with_bulk["p95_ms"] / alone["p95_ms"]) if alone["p95_ms"] and with_bulk["p95_ms"] else None
+    return {"W1_c16_alone": alone, "W1_c16_with_bulk": with_bulk, "bulk": bulk_row, "bulk_series": bulk_series,
+            "p95_ratio": round(ratio, 2) if ratio else None}
+
+
+class BareServer:
+    """benchmarks/bare_server.py as a subprocess on a free port."""
+
+    def __init__(self, home: Path):
+        self.home, self.port = home, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "BareServer":
+        log = self.home / "bare.log"
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "bare_server.py"), "--port",
+                                      str(self.port), "--home", str(self.home)], cwd=REPO,
+                                     stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        wait_until_serving(self.url + "/health", self.proc, log, 120, "the bare server")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+def ratios(serve: dict, bare: dict) -> dict:
+    """Serve / bare for each workload and level: throughput ratio and p50 ratio."""
+    out = {}
+    for key, rows in serve.items():
+        for s, b in zip(rows, bare.get(key, [])):
+            label = f"{key} c{s['concurrency']}"
+            out[label] = {"throughput_ratio": round(s["ok_per_s"] / b["ok_per_s"], 2) if b["ok_per_s"] else None,
+                          "p50_ratio": round(s["p50_ms"] / b["p50_ms"], 2) if s["p50_ms"] and b["p50_ms"] else None}
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default=None, help="benchmark a running server instead of starting ones")
-    p.add_argument("--requests", type=int, default=200)
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--context", type=int, default=256)
-    p.add_argument("--horizon", type=int, default=24)
-    p.add_argument("--series-per-request", type=int, default=1)
+    p.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
+    p.add_argument("--targets", default="serve,bare", help="which servers to start: serve, bare or both")
+    p.add_argument("--levels", default="1,16,64,256")
+    p.add_argument("--requests", type=int, default=1500, help="most requests per level")
+    p.add_argument("--max-seconds", type=float, default=20, help="most seconds per level")
+    p.add_argument("--bulk-series", type=int, default=10_000)
+    p.add_argument("--quick", action="store_true", help="levels 1,16,64, 300 requests, 8 s a level")
     p.add_argument("--output", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = p.parse_args()
-    shape = dict(requests=args.requests, concurrency=args.concurrency, context=args.context,
-                 horizon=args.horizon, n_series=args.series_per_request)
-    report = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-              "workload": shape, "results": {}}
+    if args.quick:
+        args.levels, args.requests, args.max_seconds = "1,16,64", 300, 8
+    levels = [int(c) for c in args.levels.split(",")]
+    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+              "workloads": WORKLOADS, "levels": levels, "requests_per_level": args.requests,
+              "max_seconds_per_level": args.max_seconds, "results": {}}
+    targets = args.targets.split(",")
     if args.url:
-        report["results"]["server"] = measure(args.url, **shape)
+        report["results"]["serve"] = measure(args.url, levels, args.requests, args.max_seconds)
+        report["results"]["mixed"] = mixed(args.url, args.requests, args.max_seconds, args.bulk_series)
     else:
-        for label, batch in (("batching_off", "1"), ("batching_on", "32")):
+        if "bare" in targets:
             with tempfile.TemporaryDirectory() as home:
-                server = ServerProcess(Path(home), env={"TSFM_MAX_BATCH_SIZE": batch, "TSFM_MAX_REPLICAS": "1"}).start()
+                bare = BareServer(Path(home)).start()
                 try:
-                    report["results"][label] = measure(server.url, **shape)
+                    report["results"]["bare"] = measure(bare.url, levels, args.requests, args.max_seconds)
+                finally:
+                    bare.stop()
+        if "serve" in targets:
+            with tempfile.TemporaryDirectory() as home:
+                server = ServerProcess(Path(home), env={"TSFM_INGRESS_MAX_REPLICAS": "2"}).start()
+                try:
+                    report["results"]["serve"] = measure(server.url, levels, args.requests, args.max_seconds)
+                    report["results"]["mixed"] = mixed(server.url, args.requests, args.max_seconds, args.bulk_series)
                 finally:
                     server.stop()
-            print(label, json.dumps(report["results"][label]))
+        if "serve" in report["results"] and "bare" in report["results"]:
+            report["results"]["serve_over_bare"] = ratios(report["results"]["serve"], report["results"]["bare"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.output}")

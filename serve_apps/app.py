@@ -14,20 +14,37 @@ from serve_apps.settings import Settings
 def build_app(args: dict | None = None) -> Application:
     """`args` override Settings fields (database_url, artifact_dir, use_gpu, min/max_replicas, ...)."""
     settings = Settings.from_dict(args)
+    # The bulk lane: few heavy requests at a time per replica, a short queue, then 503.
     model_server = serve.deployment(
         ModelServer,
         name="ModelServer",
         ray_actor_options={"num_cpus": settings.model_server_cpus, "num_gpus": 1 if settings.use_gpu else 0},
-        max_ongoing_requests=64,
+        max_ongoing_requests=8,
+        max_queued_requests=64,
         autoscaling_config={
             "min_replicas": settings.min_replicas,
             "max_replicas": settings.max_replicas,
-            "target_ongoing_requests": 8,
+            "target_ongoing_requests": 2,
             "upscale_delay_s": 10,
             "downscale_delay_s": 120,
         },
     )
     # One replica: it owns the reconcile loop for every job (state lives in the database).
     job_manager = serve.deployment(JobManager, name="JobManager", num_replicas=1, ray_actor_options={"num_cpus": 0})
-    ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": 0.25})
+    # Serve hands the ingress far more requests than its autoscaling target, so batches fill and the
+    # engine (not a proxy queue) decides when to shed; the autoscaler adds replicas past the target.
+    ingress = serve.deployment(
+        Ingress,
+        name="Ingress",
+        ray_actor_options={"num_cpus": 0.25},
+        max_ongoing_requests=settings.ingress_max_ongoing,
+        max_queued_requests=settings.ingress_max_ongoing,
+        autoscaling_config={
+            "min_replicas": settings.ingress_min_replicas,
+            "max_replicas": settings.ingress_max_replicas,
+            "target_ongoing_requests": settings.ingress_target_ongoing,
+            "upscale_delay_s": 5,
+            "downscale_delay_s": 60,
+        },
+    )
     return ingress.bind(model_server.bind(settings.to_dict()), job_manager.bind(settings.to_dict()), settings.to_dict())

@@ -12,7 +12,9 @@ from serve_apps.models.resolver import ModelResolver
 from serve_apps.nixtla.async_runner import AsyncJobRunner
 from serve_apps.nixtla.async_store import AsyncJobStore
 from serve_apps.nixtla.tasks import NixtlaTasks
-from serve_apps.replica.calls import ModelClient
+from serve_apps.replica.client import ModelClient
+from serve_apps.replica.engine import ModelEngine, torch_device
+from serve_apps.replica.metrics import ServingMetrics
 from serve_apps.settings import Settings
 from serve_apps.storage.files import FileStore
 from tsfm_core.checkpoint import BASE_MODEL_ID, read_config
@@ -41,16 +43,26 @@ class Services:
     files: FileStore
     jobs: JobStore
     models: ModelClient
+    metrics: ServingMetrics
     finetuning: FinetuningService
     nixtla: NixtlaTasks
     async_jobs: AsyncJobStore
     async_runner: AsyncJobRunner
 
     @classmethod
-    def build(cls, settings: Settings, models: ModelClient, job_manager) -> "Services":
-        """Connects the stores and wires the services; starts this replica's async job runner."""
+    def build(cls, settings: Settings, model_server=None, job_manager=None, metrics: ServingMetrics | None = None,
+              ) -> "Services":
+        """Connects the stores and wires the services; starts this replica's async job runner.
+
+        `model_server` (a ModelServer handle) takes bulk forecasts and fine-tunes; `job_manager` (a
+        JobManager handle) runs named fine-tuning jobs. Without them (a bare process) everything runs
+        here and named fine-tuning jobs are not available."""
+        metrics = metrics or ServingMetrics()
         registry = Registry(settings.database_url, settings.artifact_dir)
         resolver = ModelResolver(registry)
+        engine = ModelEngine(resolver.model_dir, torch_device(settings.use_gpu), max_batch_series=settings.max_batch_series,
+                             max_pending=settings.max_pending, metrics=metrics)
+        models = ModelClient(engine, model_server, settings.bulk_points, metrics)
         jobs = JobStore(settings.database_url)
         base = BaseShape.bundled()
         nixtla = NixtlaTasks(settings, registry, resolver, models, base.max_context, base.output_patch_len)
@@ -60,4 +72,4 @@ class Services:
         return cls(settings=settings, keys=settings.api_key_map(), base=base, registry=registry, resolver=resolver,
                    files=FileStore(settings.database_url, settings.artifact_dir), jobs=jobs, models=models,
                    finetuning=FinetuningService(settings, registry, jobs, resolver, job_manager), nixtla=nixtla,
-                   async_jobs=async_jobs, async_runner=runner)
+                   async_jobs=async_jobs, async_runner=runner, metrics=metrics)

@@ -6,6 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from serve_apps.dialects.limits import WorkLimits
+
 
 def _home() -> Path:
     return Path(os.environ.get("TSFM_HOME", Path.home() / ".tsfm"))
@@ -23,13 +25,29 @@ class Settings:
     # "key=org,key2=org2"; empty means open access as the "default" organization (single-user mode).
     api_keys: str = field(default_factory=lambda: os.environ.get("TSFM_API_KEYS", ""))
     use_gpu: bool = field(default_factory=lambda: os.environ.get("TSFM_USE_GPU", "0") == "1")
+    # ModelServer (bulk lane and fine-tunes) replicas.
     min_replicas: int = field(default_factory=lambda: int(os.environ.get("TSFM_MIN_REPLICAS", "1")))
     max_replicas: int = field(default_factory=lambda: int(os.environ.get("TSFM_MAX_REPLICAS", "2")))
-    max_batch_size: int = field(default_factory=lambda: _env_int("TSFM_MAX_BATCH_SIZE", 32))
-    batch_wait_timeout_s: float = 0.005
+    # Ingress replicas (HTTP and small forecasts, in process).
+    ingress_min_replicas: int = field(default_factory=lambda: _env_int("TSFM_INGRESS_MIN_REPLICAS", 1))
+    ingress_max_replicas: int = field(default_factory=lambda: _env_int("TSFM_INGRESS_MAX_REPLICAS", 2))
+    # Requests Serve hands one ingress replica at once; its engine sheds past max_pending waiting ones.
+    ingress_max_ongoing: int = field(default_factory=lambda: _env_int("TSFM_INGRESS_MAX_ONGOING", 1024))
+    # Ongoing requests per ingress replica the autoscaler aims for (batches fill well below it).
+    ingress_target_ongoing: int = field(default_factory=lambda: _env_int("TSFM_INGRESS_TARGET_ONGOING", 64))
+    # Series one model pass takes (1 turns request batching off).
+    max_batch_series: int = field(default_factory=lambda: _env_int("TSFM_MAX_BATCH_SERIES", 4096))
+    # Forecasts that may wait for a model pass in one process before new ones get 503 + Retry-After.
+    max_pending: int = field(default_factory=lambda: _env_int("TSFM_MAX_PENDING", 256))
+    bulk_max_pending: int = field(default_factory=lambda: _env_int("TSFM_BULK_MAX_PENDING", 32))
+    # Forecasts with more input points than this go to the ModelServer deployment (the bulk lane).
+    bulk_points: int = field(default_factory=lambda: _env_int("TSFM_BULK_POINTS", 100_000))
     max_body_bytes: int = field(default_factory=lambda: _env_int("TSFM_MAX_BODY_BYTES", 64 * 1024 * 1024))
     max_points: int = field(default_factory=lambda: _env_int("TSFM_MAX_POINTS", 5_000_000))
     max_prediction_length: int = 4096
+    max_series: int = field(default_factory=lambda: _env_int("TSFM_MAX_SERIES", 100_000))
+    # Values one forecast response may carry (series x horizon x channels x (quantiles + mean + samples)).
+    max_output_values: int = field(default_factory=lambda: _env_int("TSFM_MAX_OUTPUT_VALUES", 5_000_000))
     # Forecast origins one cross-validation / anomaly-detection request may ask for (one model row each).
     max_backtest_windows: int = field(default_factory=lambda: _env_int("TSFM_MAX_BACKTEST_WINDOWS", 20000))
     max_job_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_JOB_STEPS", 20000))
@@ -45,6 +63,10 @@ class Settings:
         home = Path(self.home)
         self.database_url = self.database_url or os.environ.get("TSFM_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
         self.artifact_dir = self.artifact_dir or os.environ.get("TSFM_ARTIFACT_DIR") or str(home / "artifacts")
+
+    @property
+    def work_limits(self) -> WorkLimits:
+        return WorkLimits(self.max_series, self.max_points, self.max_output_values)
 
     def api_key_map(self) -> dict[str, str]:
         pairs = [p.split("=", 1) for p in self.api_keys.split(",") if p.strip()]

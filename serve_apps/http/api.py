@@ -11,7 +11,10 @@ from fastapi import FastAPI
 from serve_apps.errors import install_error_handlers
 from serve_apps.http import cohere_routes, nixtla_routes, openai_routes, tsfm_routes
 from serve_apps.http.middleware import BodyMiddleware
+from serve_apps.http.observe import MetricsMiddleware, install_overload_handler
+from serve_apps.replica.metrics import ServingMetrics
 from serve_apps.services import Services
+from serve_apps.settings import Settings
 
 ROUTERS = (tsfm_routes.router, nixtla_routes.router, openai_routes.router, cohere_routes.router)
 
@@ -21,7 +24,23 @@ def create_api(services: Services) -> FastAPI:
                   description="Self-hosted time-series foundation model serving and finetuning.")
     app.state.services = services
     install_error_handlers(app)
+    install_overload_handler(app)
     app.add_middleware(BodyMiddleware, max_bytes=services.settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)  # outermost: sees every answer
     for router in ROUTERS:
         app.include_router(router)
+    return app
+
+
+def standalone_api(settings: Settings):
+    """The whole app in one process without Ray Serve (forecasts and Nixtla tasks run in process; named
+    fine-tuning jobs need the JobManager and are not available). The services are built on the first
+    request, inside the server's event loop, where the async job runner can start."""
+    built: list[FastAPI] = []
+
+    async def app(scope, receive, send):
+        if not built:
+            built.append(create_api(Services.build(settings, metrics=ServingMetrics.disabled())))
+        await built[0](scope, receive, send)
+
     return app

@@ -14,6 +14,7 @@ from serve_apps.auth import Caller
 from serve_apps.dialects import nixtla, nixtla_backtest
 from serve_apps.errors import ApiError, invalid, invalid_body, not_found
 from serve_apps.http.dependencies import caller, services
+from serve_apps.http.fast_json import FastJSONResponse
 from serve_apps.models.catalog import CATALOG
 from serve_apps.models.registry import ModelNotFound, new_model_id
 from serve_apps.nixtla import tasks
@@ -52,14 +53,14 @@ async def nixtla_models(_: Caller = Depends(caller)) -> dict:
 
 @router.post("/v2/forecast")
 async def nixtla_forecast(body: nixtla.NixtlaForecastBody, who: Caller = Depends(caller),
-                          svc: Services = Depends(services)) -> dict:
-    return await svc.nixtla.prepare("forecast", body, who)()
+                          svc: Services = Depends(services)) -> Any:
+    return FastJSONResponse(await svc.nixtla.prepare("forecast", body, who)())
 
 
 @router.post("/v2/cross_validation")
 async def nixtla_cross_validation(body: nixtla_backtest.CrossValidationBody, who: Caller = Depends(caller),
-                                  svc: Services = Depends(services)) -> dict:
-    return await svc.nixtla.prepare("cross_validation", body, who)()
+                                  svc: Services = Depends(services)) -> Any:
+    return FastJSONResponse(await svc.nixtla.prepare("cross_validation", body, who)())
 
 
 @router.post("/v2/anomaly_detection")
@@ -70,19 +71,19 @@ async def nixtla_anomaly_detection(payload: dict = Body(...), who: Caller = Depe
         task, body = tasks.parse("anomaly_detection", payload)
     except ValidationError as exc:
         return invalid_body(exc)
-    return await svc.nixtla.prepare(task, body, who)()
+    return FastJSONResponse(await svc.nixtla.prepare(task, body, who)())
 
 
 @router.post("/v2/online_anomaly_detection")
 async def nixtla_online_anomaly_detection(body: nixtla_backtest.OnlineAnomalyDetectionBody,
-                                          who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
-    return await svc.nixtla.prepare("online_anomaly_detection", body, who)()
+                                          who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
+    return FastJSONResponse(await svc.nixtla.prepare("online_anomaly_detection", body, who)())
 
 
 @router.post("/v2/finetune")
 async def nixtla_finetune(body: nixtla.NixtlaFinetuneBody, who: Caller = Depends(caller),
-                          svc: Services = Depends(services)) -> dict:
-    return await svc.nixtla.prepare("finetune", body, who)()
+                          svc: Services = Depends(services)) -> Any:
+    return FastJSONResponse(await svc.nixtla.prepare("finetune", body, who)())
 
 
 # ---- async jobs (client.jobs.*) ------------------------------------------------------------------

@@ -6,15 +6,18 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends
+import orjson
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from serve_apps.auth import Caller
 from serve_apps.dialects import tsfm
 from serve_apps.errors import ApiError, invalid, invalid_body, validation_detail
 from serve_apps.http.dependencies import caller, services
+from serve_apps.http.fast_json import FastJSONResponse
 from serve_apps.models.catalog import CATALOG
 from serve_apps.replica.calls import ForecastCall
+from serve_apps.replica.metrics import metrics_endpoints, replica_counts
 from serve_apps.services import Services
 
 router = APIRouter()
@@ -39,36 +42,72 @@ async def list_models(who: Caller = Depends(caller), svc: Services = Depends(ser
 
 @router.get("/v1/stats")
 async def stats(_: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
-    return await svc.models.stats()
+    """Batching counters of both lanes, running replicas, and each Ray node's Prometheus endpoint."""
+    return {**await svc.models.stats(), "replicas": await asyncio.to_thread(replica_counts),
+            "metrics_endpoints": await asyncio.to_thread(metrics_endpoints)}
 
 
-@router.post("/v1/forecast")
-async def forecast(payload: dict = Body(...), who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
+# Bodies larger than this are decoded, validated and answered in a worker thread, so a bulk
+# request's parsing does not hold the event loop that every small request of the replica shares.
+OFF_LOOP_BYTES = 256 * 1024
+
+FORECAST_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "oneOf": [tsfm.ForecastBody.model_json_schema(ref_template="#/components/schemas/{model}"),
+              {"type": "object", "required": ["requests"], "properties": {"requests": {"type": "array", "minItems": 1}}}],
+}}}}}
+
+
+async def _maybe_off_loop(off_loop: bool, fn, *args):
+    return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
+
+
+@router.post("/v1/forecast", openapi_extra=FORECAST_BODY_DOC)
+async def forecast(request: Request, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
+    raw = await request.body()
+    big = len(raw) > OFF_LOOP_BYTES
+    try:
+        payload = await _maybe_off_loop(big, orjson.loads, raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(["body", exc.pos], f"JSON decode error: {exc.msg}", "json_invalid") from None
+    if not isinstance(payload, dict):
+        raise invalid(["body"], "the body must be a JSON object", "dict_type")
     if "requests" in payload:
         items = payload["requests"]
         if not isinstance(items, list) or not items:
             raise invalid(["body", "requests"], "requests must be a non-empty list of forecast requests")
-        results = await asyncio.gather(*(_batch_item(svc, item, i, who) for i, item in enumerate(items)))
-        return {"object": "list", "data": list(results)}
+        results = await asyncio.gather(*(_batch_item(svc, item, i, who, big) for i, item in enumerate(items)))
+        return FastJSONResponse({"object": "list", "data": list(results)})
     try:
-        return await _forecast_one(svc, payload, ["body"], who)
+        return FastJSONResponse(await _forecast_one(svc, payload, ["body"], who, big))
     except ValidationError as exc:
         return invalid_body(exc)
 
 
-async def _forecast_one(svc: Services, payload: Any, loc: list, who: Caller) -> dict:
-    started = time.time()
+def _prepare(svc: Services, payload: Any, loc: list) -> tuple[tsfm.ForecastBody, Any]:
     body = tsfm.parse_forecast(payload)
+    params = body.parameters
+    per_step = len(params.quantile_levels) + 1 + (params.num_samples or 0)
+    svc.settings.work_limits.check(
+        series=len(body.inputs), points=sum(len(s.target) * len(s.target[0]) for s in body.inputs),
+        output_values=sum(params.prediction_length * len(s.target[0]) * per_step for s in body.inputs),
+        series_loc=loc + ["inputs"], points_loc=loc + ["inputs"],
+        output_loc=loc + ["parameters", "num_samples" if params.num_samples else "prediction_length"])
+    return body, tsfm.to_request(body, loc, svc.settings.max_points, svc.settings.max_prediction_length)
+
+
+async def _forecast_one(svc: Services, payload: Any, loc: list, who: Caller, big: bool) -> dict:
+    started = time.time()
+    body, request = await _maybe_off_loop(big, _prepare, svc, payload, loc)
     model_id = svc.resolver.resolve(body.model, who.organization, loc + ["model"]).id
-    request = tsfm.to_request(body, loc, svc.settings.max_points, svc.settings.max_prediction_length)
     results = await svc.models.forecast(model_id, ForecastCall(request=request))
-    return tsfm.build_response(body, request, results, model_id, started, svc.base.max_context)
+    return await _maybe_off_loop(big, tsfm.build_response, body, request, results, model_id, started,
+                                 svc.base.max_context)
 
 
-async def _batch_item(svc: Services, item: Any, index: int, who: Caller) -> dict:
+async def _batch_item(svc: Services, item: Any, index: int, who: Caller, big: bool) -> dict:
     loc = ["body", "requests", index]
     try:
-        return {"ok": True, "result": await _forecast_one(svc, item, loc, who)}
+        return {"ok": True, "result": await _forecast_one(svc, item, loc, who, big)}
     except ValidationError as exc:
         detail = validation_detail(exc, loc)
         status = 422

@@ -18,7 +18,8 @@ from serve_apps.errors import invalid
 from serve_apps.models.registry import ModelNotFound, ModelStatus, Registry, new_model_id
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.nixtla.async_store import AsyncJobRecord
-from serve_apps.replica.calls import FinetuneCall, ForecastCall, ModelClient
+from serve_apps.replica.calls import FinetuneCall, ForecastCall
+from serve_apps.replica.client import ModelClient
 from serve_apps.settings import Settings
 from tsfm_core import backtest, simulate
 from tsfm_core.backtest import Backtest, Window
@@ -83,6 +84,10 @@ class NixtlaTasks:
 
     # ---- forecast ---------------------------------------------------------------------------------
     def _prepare_forecast(self, body: nixtla.NixtlaForecastBody, caller: Caller) -> Run:
+        n_series = len(body.series.sizes)
+        self.settings.work_limits.check(
+            series=n_series, points=len(body.series.y), output_values=n_series * body.h * (1 + 2 * len(body.level or [])),
+            series_loc=["body", "series", "sizes"], points_loc=["body", "series", "y"], output_loc=["body", "h"])
         model_id = self.model_for(body, caller)
         request = nixtla.to_forecast_request(body, self.settings.max_prediction_length)
         finetune = nixtla.forecast_finetune(body, self.settings.max_sync_finetune_steps)

@@ -1,14 +1,11 @@
-"""The calls the ingress makes to the ModelServer deployment: their typed payloads and the client
-that makes them (the one place the deployment handle is used)."""
+"""The typed payloads of model calls (forecast, fine-tune), in-process or to the ModelServer deployment."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ray.serve.handle import DeploymentHandle
-
 from tsfm_core.finetune import FinetuneConfig
-from tsfm_core.predict import ForecastRequest, ForecastResult
+from tsfm_core.predict import ForecastRequest
 
 
 @dataclass
@@ -20,6 +17,10 @@ class ForecastCall:
     # each series' first window).
     finetune_series: list | None = None
 
+    @property
+    def points(self) -> int:
+        return sum(s.length * s.n_channels for s in self.request.series)
+
 
 @dataclass
 class FinetuneCall:
@@ -28,19 +29,3 @@ class FinetuneCall:
     output_dir: str
     metadata: dict
 
-
-class ModelClient:
-    """Calls the ModelServer replicas, routed by model id (`multiplexed_model_id`)."""
-
-    def __init__(self, handle: DeploymentHandle):
-        self.handle = handle
-
-    async def forecast(self, model_id: str, call: ForecastCall) -> list[ForecastResult]:
-        return await self.handle.options(multiplexed_model_id=model_id).forecast.remote(call)
-
-    async def finetune(self, base_id: str, call: FinetuneCall) -> int:
-        """Trains `call` on a copy of `base_id` in a replica; returns the points it trained on."""
-        return await self.handle.options(multiplexed_model_id=base_id).finetune.remote(call)
-
-    async def stats(self) -> dict:
-        return await self.handle.stats.remote()

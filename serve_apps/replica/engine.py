@@ -1,0 +1,165 @@
+"""The forecasting engine one process runs: a small LRU of loaded models and a continuous batcher.
+
+The batcher keeps one model pass in flight per engine. Requests that arrive while a pass runs wait
+and all go into the next pass (grouped by model), so a lone request never waits for a timer and
+batches fill exactly when load is high. The wait is bounded: past `max_pending` waiting requests
+the engine sheds new ones (`Overloaded`, answered 503 with Retry-After) instead of queueing them
+into a client timeout.
+
+The same engine serves inside the ingress replicas (small requests, no extra hop), inside the
+ModelServer deployment (the bulk lane and fine-tunes) and in a bare FastAPI process (benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from serve_apps.replica.calls import FinetuneCall, ForecastCall
+from serve_apps.replica.metrics import ServingMetrics
+from tsfm_core.checkpoint import load_model, save_finetuned
+from tsfm_core.finetune import finetuned_copy
+from tsfm_core.predict import Forecaster, ForecastResult
+
+log = logging.getLogger("ray.serve")
+
+
+class Overloaded(RuntimeError):
+    """More requests wait than the engine may hold; the caller should retry after `retry_after_s`."""
+
+    def __init__(self, waiting: int, retry_after_s: int = 1):
+        super().__init__(f"the server is at capacity ({waiting} requests waiting); retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class _Pending:
+    model_id: str
+    call: ForecastCall
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class ModelEngine:
+    def __init__(self, model_dir: Callable[[str], Path], device: str = "cpu", max_models: int = 8,
+                 max_batch_series: int = 4096, max_pending: int = 512, metrics: ServingMetrics | None = None):
+        self.model_dir, self.device = model_dir, device
+        self.max_models, self.max_batch_series, self.max_pending = max_models, max_batch_series, max_pending
+        self.metrics = metrics or ServingMetrics.disabled()
+        self._models: OrderedDict[str, Forecaster] = OrderedDict()
+        self._loading: dict[str, asyncio.Task] = {}
+        self._pending: list[_Pending] = []
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None  # held: the loop keeps only weak references to tasks
+        self.passes = 0
+        self.requests_batched = 0
+
+    # ---- models ------------------------------------------------------------------------------------
+    async def model(self, model_id: str) -> Forecaster:
+        """The loaded model (LRU over `max_models`); concurrent first uses share one load."""
+        if model_id in self._models:
+            self._models.move_to_end(model_id)
+            return self._models[model_id]
+        if model_id not in self._loading:
+            self._loading[model_id] = asyncio.ensure_future(self._load(model_id))
+        try:
+            return await asyncio.shield(self._loading[model_id])
+        finally:
+            self._loading.pop(model_id, None)
+
+    async def _load(self, model_id: str) -> Forecaster:
+        directory = self.model_dir(model_id)
+        model = await asyncio.to_thread(load_model, directory, self.model_dir, self.device)
+        forecaster = Forecaster(model, device=self.device)
+        self._models[model_id] = forecaster
+        self.metrics.model_loaded()
+        log.info("loaded model %s from %s", model_id, directory)
+        while len(self._models) > self.max_models:
+            evicted, _ = self._models.popitem(last=False)
+            self.metrics.model_evicted()
+            log.info("evicted model %s", evicted)
+        return forecaster
+
+    # ---- forecasting -------------------------------------------------------------------------------
+    async def forecast(self, model_id: str, call: ForecastCall) -> list[ForecastResult]:
+        if call.finetune is not None:  # Nixtla's finetune_steps: tune a private copy, then forecast
+            forecaster = await self.model(model_id)
+            channels = call.finetune_series or [s.values[:, c] for s in call.request.series for c in range(s.n_channels)]
+            tuned, _ = await asyncio.to_thread(finetuned_copy, forecaster.model, channels, call.finetune)
+            results = await asyncio.to_thread(Forecaster(tuned, device=self.device).forecast_many, [call.request])
+            return results[0]
+        if len(self._pending) >= self.max_pending:
+            self.metrics.shed()
+            raise Overloaded(len(self._pending))
+        item = _Pending(model_id, call)
+        self._pending.append(item)
+        self.metrics.queue_depth(len(self._pending))
+        self._ensure_worker()
+        self._wake.set()
+        return await item.future
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._wake = asyncio.Event()
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    def _take_batch(self) -> list[_Pending]:
+        """Everything waiting, up to `max_batch_series` series (at least one request)."""
+        taken, series = 0, 0
+        for item in self._pending:
+            n = len(item.call.request.series)
+            if taken and series + n > self.max_batch_series:
+                break
+            taken, series = taken + 1, series + n
+        batch, self._pending = self._pending[:taken], self._pending[taken:]
+        self.metrics.queue_depth(len(self._pending))
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = self._take_batch()
+            started = time.perf_counter()
+            by_model: dict[str, list[_Pending]] = {}
+            for item in batch:
+                by_model.setdefault(item.model_id, []).append(item)
+            for model_id, items in by_model.items():
+                try:
+                    forecaster = await self.model(model_id)
+                    outs = await asyncio.to_thread(forecaster.forecast_many, [i.call.request for i in items])
+                except Exception as exc:  # one model's failure answers its own requests only
+                    for item in items:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                    continue
+                for item, out in zip(items, outs):
+                    if not item.future.done():  # the client may have gone away
+                        item.future.set_result(out)
+            self.passes += 1
+            self.requests_batched += len(batch)
+            self.metrics.model_pass(len(batch), time.perf_counter() - started)
+
+    # ---- fine-tuning ---------------------------------------------------------------------------------
+    async def finetune(self, base_id: str, call: FinetuneCall) -> int:
+        """Trains a finetuned copy of `base_id` and writes its checkpoint; returns the points it trained on."""
+        forecaster = await self.model(base_id)
+        tuned, points = await asyncio.to_thread(finetuned_copy, forecaster.model, call.series, call.config)
+        await asyncio.to_thread(save_finetuned, tuned, call.output_dir, base_id, self.model_dir(base_id), call.config,
+                                call.metadata)
+        return points
+
+    def stats(self) -> dict:
+        return {"batches_run": self.passes, "requests_batched": self.requests_batched, "device": self.device,
+                "models_loaded": list(self._models), "waiting": len(self._pending)}
+
+
+def torch_device(use_gpu: bool) -> str:
+    return "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
