@@ -70,3 +70,4 @@ class FinetuningService:
         if job is not None and job.status.active:
             await self.job_manager.cancel.remote(job.id)
         self.registry.delete(model_id, caller.organization)
+        self.resolver.forget(model_id)

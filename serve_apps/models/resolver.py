@@ -6,6 +6,7 @@ Every route, the fine-tuning service, the Nixtla tasks and the ModelServer ask h
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,18 +23,32 @@ class ResolvedModel:
 
 
 class ModelResolver:
+    # How long a ready finetuned model is served from memory before the registry is asked again: the
+    # forecast path runs no database query per request, and a delete elsewhere is seen within this.
+    READY_TTL_S = 2.0
+
     def __init__(self, registry: Registry, catalog: Catalog = CATALOG):
         self.registry, self.catalog = registry, catalog
+        self._ready: dict[tuple[str, str], tuple[float, ResolvedModel]] = {}
 
     def resolve(self, name: str, organization: str, loc: list) -> ResolvedModel:
         """A name the caller may forecast or train with: a base model, or one of its ready models."""
         entry = self.catalog.lookup(name)
         if entry is not None:
             return ResolvedModel(entry.id, "base", entry.path)
+        cached = self._ready.get((organization, name))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         record = self.own_model(name, organization, loc)
         if record.status != ModelStatus.READY:
             raise ApiError(409, loc, f"model {name!r} is not ready (status {record.status})", "not_ready")
-        return ResolvedModel(record.id, "finetuned", Path(record.artifact_path))
+        resolved = ResolvedModel(record.id, "finetuned", Path(record.artifact_path))
+        self._ready[(organization, name)] = (time.monotonic() + self.READY_TTL_S, resolved)
+        return resolved
+
+    def forget(self, model_id: str) -> None:
+        """Drops a model from the ready cache (this replica deleted it)."""
+        self._ready = {key: value for key, value in self._ready.items() if key[1] != model_id}
 
     def own_model(self, model_id: str, organization: str, loc: list) -> ModelRecord:
         """The caller's finetuned model (any status); another organization's is reported as missing."""

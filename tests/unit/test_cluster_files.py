@@ -53,3 +53,38 @@ def test_kuberay_manifests_have_autoscaling_gpu_workers():
     assert gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     job = yaml.safe_load((REPO / "cluster/kuberay-rayjob-finetune.yaml").read_text())
     assert job["kind"] == "RayJob" and job["spec"]["entrypoint"].startswith("python -m train_jobs.finetune")
+
+
+def _deployments(app) -> dict:
+    """name -> Deployment for the ingress and everything bound into it."""
+    ingress = app._bound_deployment
+    found = {ingress.name: ingress}
+    for arg in ingress.init_args:
+        bound = getattr(arg, "_bound_deployment", None)
+        if bound is not None:
+            found[bound.name] = bound
+    return found
+
+
+def test_every_deployment_has_coherent_limits_and_autoscaling():
+    deployments = _deployments(build_app({}))
+    assert set(deployments) == {"Ingress", "ModelServer", "JobManager"}
+    for name in ("Ingress", "ModelServer"):
+        config = deployments[name]._deployment_config
+        autoscaling = config.autoscaling_config
+        # The autoscaler's target must be reachable, and waiting requests bounded: overload is answered.
+        assert autoscaling is not None and autoscaling.target_ongoing_requests < config.max_ongoing_requests, name
+        assert 0 < config.max_queued_requests, name
+        assert autoscaling.max_replicas >= autoscaling.min_replicas >= 1, name
+
+
+def test_grafana_dashboard_reads_metrics_the_server_exports():
+    import json
+    import re
+
+    from serve_apps.replica.metrics import ServingMetrics
+
+    dashboard = json.loads((REPO / "cluster/grafana-dashboard.json").read_text())
+    used = {m for p in dashboard["panels"] for t in p["targets"] for m in re.findall(r"ray_(tsfm_\w+?)(?:_bucket|_sum|_count)?\b", t["expr"])}
+    exported = {v._name for v in vars(ServingMetrics()).values() if hasattr(v, "_name")}
+    assert used and used <= exported, used - exported

@@ -47,3 +47,13 @@ def test_new_ids_must_not_shadow_base_or_existing_models(resolver):
 def test_model_dir_for_resolved_ids(resolver):
     assert resolver.model_dir("tsfm-base") == BASE_MODEL_DIR
     assert resolver.model_dir("ft-ready").name == "ft-ready"
+
+
+def test_ready_models_are_cached_briefly(resolver):
+    first = resolver.resolve("ft-ready", "acme", ["body", "model"])
+    resolver.registry.delete("ft-ready", "acme")
+    assert resolver.resolve("ft-ready", "acme", ["body", "model"]) == first  # within the TTL: no query
+    resolver.forget("ft-ready")  # what a delete through this replica does
+    with pytest.raises(ApiError) as gone:
+        resolver.resolve("ft-ready", "acme", ["body", "model"])
+    assert gone.value.status == 404
