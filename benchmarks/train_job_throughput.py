@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from train_jobs.report_pacing import POLL_INTERVAL_ENV
 from tsfm_core.datasets import write_series
 from tsfm_core.synthetic import generate_pool
-from train_jobs.report_pacing import POLL_INTERVAL_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ def build_app(args: dict | None = None) -> Application:
             "max_replicas": settings.max_replicas,
             "target_ongoing_requests": 2,
             "upscale_delay_s": 10,
-            "downscale_delay_s": 120,
+            "downscale_delay_s": settings.model_server_downscale_delay_s,
         },
     )
     # One replica: it owns the reconcile loop for every job (state lives in the database).
@@ -44,7 +44,7 @@ def build_app(args: dict | None = None) -> Application:
             "max_replicas": settings.ingress_max_replicas,
             "target_ongoing_requests": settings.ingress_target_ongoing,
             "upscale_delay_s": 5,
-            "downscale_delay_s": 60,
+            "downscale_delay_s": settings.ingress_downscale_delay_s,
         },
     )
     return ingress.bind(model_server.bind(settings.to_dict()), job_manager.bind(settings.to_dict()), settings.to_dict())

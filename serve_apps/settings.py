@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from serve_apps.dialects.limits import WorkLimits
+from serve_apps.dialects.work_limits import WorkLimits
 
 
 def _home() -> Path:
@@ -35,6 +35,10 @@ class Settings:
     ingress_max_ongoing: int = field(default_factory=lambda: _env_int("TSFM_INGRESS_MAX_ONGOING", 1024))
     # Ongoing requests per ingress replica the autoscaler aims for (batches fill well below it).
     ingress_target_ongoing: int = field(default_factory=lambda: _env_int("TSFM_INGRESS_TARGET_ONGOING", 64))
+    # Seconds of low load before the autoscaler removes a replica (ingress, ModelServer).
+    ingress_downscale_delay_s: float = field(default_factory=lambda: float(os.environ.get("TSFM_INGRESS_DOWNSCALE_DELAY_S", "60")))
+    model_server_downscale_delay_s: float = field(
+        default_factory=lambda: float(os.environ.get("TSFM_MODEL_SERVER_DOWNSCALE_DELAY_S", "120")))
     # Series one model pass takes (1 turns request batching off).
     max_batch_series: int = field(default_factory=lambda: _env_int("TSFM_MAX_BATCH_SERIES", 4096))
     # Forecasts that may wait for a model pass in one process before new ones get 503 + Retry-After.

@@ -3,64 +3,22 @@ of the finetuning entry point onto it, exactly as operators run it."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from serve_apps.embedded.local_cluster import RAY, LocalCluster, cluster_env, free_port, node_port_args
+from serve_apps.embedded.local_cluster import RAY, free_port
+from serve_apps.embedded.multi_node import MultiNodeCluster
 from tests.conftest import seasonal_series, wait_for
 from tsfm_core.checkpoint import load_model, read_config
 from tsfm_core.datasets import write_series
 
 
-class TwoNodeCluster:
-    """The embedded head (serve_apps.embedded.local_cluster) plus one worker node with its own raylet."""
-
-    def __init__(self, tmp: Path):
-        self.head = LocalCluster(f"/tmp/tsfm-rc-{free_port()}", num_cpus=1, log_path=str(tmp / "head.log"))
-        self.tmp, self.worker = tmp, None
-        self.env = cluster_env(self.head.dashboard_url)
-
-    @property
-    def dashboard(self) -> str:
-        return self.head.dashboard_url
-
-    def start(self) -> "TwoNodeCluster":
-        self.head.start()
-        self.worker = subprocess.Popen(
-            [RAY, "start", "--block", "--disable-usage-stats", "--address", self.head.address, "--num-cpus", "2",
-             "--resources", '{"worker_node": 1}', *node_port_args()],
-            env=self.env, stdout=open(self.tmp / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 180
-        while self._nodes() < 2:
-            if time.time() > deadline or self.worker.poll() is not None:
-                self.stop()
-                raise RuntimeError((self.tmp / "worker.log").read_text()[-3000:])
-            time.sleep(2)
-        return self
-
-    def _nodes(self) -> int:
-        try:
-            r = httpx.get(f"{self.dashboard}/nodes?view=summary", timeout=5)
-            return len(r.json()["data"]["summary"]) if r.status_code == 200 else 0
-        except Exception:
-            return 0
-
-    def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
-            self.worker.wait(timeout=30)
-        self.head.stop()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = TwoNodeCluster(tmp_path_factory.mktemp("ray-cluster")).start()
+    c = MultiNodeCluster(tmp_path_factory.mktemp("ray-cluster"), workers=1).start()
     yield c
     c.stop()
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from train_jobs.spec import FinetuneRun, TrainingSpec
 from tsfm_core.checkpoint import BASE_MODEL_DIR
 from tsfm_core.finetune import FinetuneConfig, LoraConfig
-from train_jobs.spec import FinetuneRun, TrainingSpec
 
 
 def test_training_spec_round_trips_through_json_as_itself():
