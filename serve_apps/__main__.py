@@ -11,12 +11,26 @@ import argparse
 import os
 import signal
 import threading
+import time
 
 import ray
 from ray import serve
 
 from serve_apps.app import build_app
 from serve_apps.embedded.local_cluster import LocalCluster
+
+
+def _connect(address: str, attempts: int = 3) -> None:
+    """Joins the cluster just started. A fresh GCS on a loaded machine can miss the driver's first
+    node-info deadline (`Timed out while waiting for GCS`); the cluster is up, so ask again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address)
+            return
+        except ConnectionError:
+            if attempt == attempts:
+                raise
+            time.sleep(2 * attempt)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         temp_dir = os.environ.get("TSFM_RAY_TEMP_DIR", f"/tmp/tsfm-ray-{args.port}")
         cluster = LocalCluster(temp_dir, args.num_cpus).start()
-        ray.init(address=cluster.address)
+        _connect(cluster.address)
         os.environ["TSFM_RAY_DASHBOARD_URL"] = cluster.dashboard_url
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(build_app(), name="tsfm", route_prefix="/")
