@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
+import torch
 import uvicorn
 
 from serve_apps.http.api import standalone_api
@@ -20,7 +21,10 @@ def main() -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8100)
     p.add_argument("--home", default=os.environ.get("TSFM_HOME", "/tmp/tsfm-bare"))
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="as in a Serve replica, where Ray sets OMP_NUM_THREADS from the replica's CPUs")
     args = p.parse_args()
+    torch.set_num_threads(args.torch_threads)
     uvicorn.run(standalone_api(Settings(home=args.home)), host=args.host, port=args.port, log_level="warning", lifespan="off")
 
 
