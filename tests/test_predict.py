@@ -15,8 +15,9 @@ def forecaster():
 
 
 def test_bundled_base_model_ships_with_the_package():
+    # Issue 9 caps the bundled weights at 50 MB so the wheel stays small.
     size = (BASE_MODEL_DIR / "model.safetensors").stat().st_size
-    assert 0 < size < 25 * 1024 * 1024
+    assert 0 < size < 50 * 1000 * 1000
 
 
 def test_interpolation_is_exact_at_trained_levels_and_monotone():
