@@ -3,7 +3,7 @@
 Input patches of `patch_len` (values, missing mask) are embedded by a residual MLP, run through
 pre-norm causal blocks with rotary attention, and every position emits `len(quantiles)` x
 `output_patch_len` values: the quantiles of the next `output_patch_len` steps after that patch.
-Longer horizons roll out autoregressively on the median.
+Longer horizons roll out autoregressively along quantile paths (tsfm_core.predict.Forecaster._rollout).
 """
 
 from __future__ import annotations
