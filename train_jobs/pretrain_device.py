@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> Path:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    cfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, d_ff=args.d_ff)
+    cfg = ModelConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, d_ff=args.d_ff)  # SIZES["base"] by default
     model = PatchTransformer(cfg)
     init_weights(model, seed=args.seed)
     model.to(device)

@@ -57,7 +57,8 @@ class ModelConfig:
 # Named sizes; `base` is what ships in tsfm_core/weights.
 SIZES = {
     "tiny": ModelConfig(d_model=64, n_layers=2, n_heads=2, d_ff=128),
-    "base": ModelConfig(),
+    "compact": ModelConfig(),  # the 1.1M-parameter base bundled before the GPU-pretrained one
+    "base": ModelConfig(d_model=256, n_layers=8, n_heads=4, d_ff=1024),
     "small": ModelConfig(d_model=256, n_layers=6, n_heads=8, d_ff=1024),
 }
 
