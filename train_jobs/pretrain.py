@@ -20,6 +20,7 @@ from train_jobs.loop import WorkerConfig
 from train_jobs.runner import fit, init_ray
 from train_jobs.spec import PretrainSpec
 from tsfm_core.checkpoint import BASE_MODEL_DIR, save_model
+from tsfm_core.model import SIZES
 
 
 def real_series(names: list[str]) -> list[list[float]]:
@@ -40,7 +41,7 @@ def real_series(names: list[str]) -> list[list[float]]:
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", default="base", choices=["tiny", "base", "small"])
+    p.add_argument("--size", default="base", choices=sorted(SIZES))
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=1e-3)

@@ -114,11 +114,19 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in names}
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: TrainingBatch, loss_name: str) -> float:
-    """One optimizer step; `model` may be wrapped (DistributedDataParallel) so gradients are all-reduced."""
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: TrainingBatch, loss_name: str,
+               autocast_dtype: torch.dtype | None = None) -> float:
+    """One optimizer step; `model` may be wrapped (DistributedDataParallel) so gradients are all-reduced.
+
+    `autocast_dtype` (e.g. torch.bfloat16 on a GPU) runs the forward in mixed precision; the loss
+    is always computed in float32 because the pinball terms of small errors underflow in bf16.
+    """
     model.train()
     cfg = getattr(model, "module", model).config
-    pred = model(batch.patches, batch.mask)
+    with torch.autocast(device_type=batch.patches.device.type, dtype=autocast_dtype or torch.float32,
+                        enabled=autocast_dtype is not None):
+        pred = model(batch.patches, batch.mask)
+    pred = pred.float()
     quantiles = torch.tensor(cfg.quantiles, device=pred.device)
     loss = get_loss(loss_name)(pred, batch.target, batch.target_mask, quantiles, cfg.median_index,
                                 batch.loc, batch.scale)

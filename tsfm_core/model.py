@@ -3,7 +3,7 @@
 Input patches of `patch_len` (values, missing mask) are embedded by a residual MLP, run through
 pre-norm causal blocks with rotary attention, and every position emits `len(quantiles)` x
 `output_patch_len` values: the quantiles of the next `output_patch_len` steps after that patch.
-Longer horizons roll out autoregressively on the median.
+Longer horizons roll out autoregressively along quantile paths (tsfm_core.predict.Forecaster._rollout).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class ModelConfig:
 # Named sizes; `base` is what ships in tsfm_core/weights.
 SIZES = {
     "tiny": ModelConfig(d_model=64, n_layers=2, n_heads=2, d_ff=128),
-    "base": ModelConfig(),
+    "compact": ModelConfig(),  # the 1.1M-parameter base bundled before the GPU-pretrained one
+    "base": ModelConfig(d_model=256, n_layers=8, n_heads=4, d_ff=1024),
     "small": ModelConfig(d_model=256, n_layers=6, n_heads=8, d_ff=1024),
 }
 

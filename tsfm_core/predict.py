@@ -9,9 +9,16 @@ import torch
 
 from tsfm_core.covariates import fit_ridge
 from tsfm_core.model import PatchTransformer
-from tsfm_core.quantiles import interpolate
+from tsfm_core.quantiles import interpolate, interpolation_matrix, midpoint_levels
 from tsfm_core.series import Series
 from tsfm_core.tokenizer import fit_scaler, left_pad, patchify
+
+# Rollout past the first output patch (Forecaster._rollout): sample paths per series, equally
+# likely points that stand for each path's predictive distribution in the mixture, and the
+# lag-1 correlation that ties a path's steps together (errors of neighbouring steps persist).
+ROLLOUT_PATHS = 32
+MIXTURE_POINTS = 50
+ROLLOUT_RHO = 0.9
 
 
 @dataclass
@@ -24,6 +31,10 @@ class ForecastResult:
     truncated_from: int | None = None
     covariate_weights: np.ndarray | None = None
     covariate_contributions: np.ndarray | None = None  # [H, C, K] additive effect of each covariate
+    # The model's own quantile heads [Q_trained, H, C] at `trained_levels`: the whole predictive
+    # distribution, whatever levels were requested (tsfm_core.simulate.sample_forecast draws from it).
+    trained: np.ndarray | None = None
+    trained_levels: tuple[float, ...] | None = None
 
 
 class Forecaster:
@@ -52,18 +63,52 @@ class Forecaster:
         raw = left_pad(contexts, width).to(self.device)
         scaler = fit_scaler(raw)
         scaled = scaler.transform(raw)
-        steps: list[torch.Tensor] = []
-        produced = 0
-        while produced < horizon:
-            patches, mask = patchify(scaled[:, -cfg.max_context :], cfg.patch_len)
-            pred = self.model(patches, mask)[:, -1]  # [B, Q, out]
-            pred = pred.sort(dim=1).values  # no quantile crossing
-            steps.append(pred)
-            produced += cfg.output_patch_len
-            # Autoregressive rollout on the median (in scaled space).
-            scaled = torch.cat([scaled, pred[:, cfg.median_index]], dim=1)
+        first = self._next_patch(scaled)
+        steps = [first]
+        if horizon > cfg.output_patch_len:
+            steps += self._rollout(scaled, first, horizon - cfg.output_patch_len)
         quantiles = torch.cat(steps, dim=-1)[..., :horizon]
         return scaler.inverse(quantiles).cpu().numpy()
+
+    def _next_patch(self, scaled: torch.Tensor) -> torch.Tensor:
+        """Scaled contexts [B, T] -> sorted quantiles of the next output patch [B, Q, output_patch_len].
+        Rows go through the model in chunks of `batch_size` (the rollout multiplies rows by paths)."""
+        cfg = self.model.config
+        out = []
+        for i in range(0, scaled.shape[0], self.batch_size):
+            patches, mask = patchify(scaled[i : i + self.batch_size, -cfg.max_context :], cfg.patch_len)
+            out.append(self.model(patches, mask)[:, -1].float().sort(dim=1).values)  # sorted: no crossing
+        return torch.cat(out, dim=0)
+
+    def _rollout(self, scaled: torch.Tensor, first: torch.Tensor, remaining: int) -> list[torch.Tensor]:
+        """Sample-path rollout past the first output patch: [B, T], [B, Q, O] -> list of [B, Q, O].
+
+        Rolling out on the median feeds the model a path with no noise, so later patches come back
+        ever narrower (AutoGluon and Chronos-Bolt found the same); rolling out on smooth quantile
+        trajectories narrows them too, because the model reads a noiseless path as a calm series.
+        So every series continues along ROLLOUT_PATHS sample paths drawn from each patch's
+        predictive distribution (a Gaussian copula tied over steps by ROLLOUT_RHO, like
+        tsfm_core.simulate), and the quantiles of a later patch are those of the mixture of the
+        paths' predictive distributions. A fixed generator keeps forecasts reproducible.
+        """
+        cfg = self.model.config
+        batch, n_paths = first.shape[0], ROLLOUT_PATHS
+        weights = torch.from_numpy(interpolation_matrix(cfg.quantiles, midpoint_levels(MIXTURE_POINTS))).to(
+            device=first.device, dtype=first.dtype)  # [Q, G]
+        levels = torch.tensor(cfg.quantiles, device=first.device, dtype=first.dtype)
+        generator = torch.Generator(device=first.device).manual_seed(0)
+        draws = _draw_paths(torch.einsum("nqo,qg->ngo", first, weights), n_paths, generator)
+        paths = torch.cat([scaled.repeat_interleave(n_paths, dim=0), draws.reshape(batch * n_paths, -1)], dim=1)
+        steps, produced = [], 0
+        while produced < remaining:
+            dense = torch.einsum("nqo,qg->ngo", self._next_patch(paths), weights)  # [B*S, G, O]
+            mixture = dense.reshape(batch, -1, dense.shape[-1])
+            steps.append(torch.quantile(mixture, levels, dim=1).permute(1, 0, 2))  # [B, Q, O]
+            produced += cfg.output_patch_len
+            if produced < remaining:
+                nxt = _draw_paths(dense, 1, generator).reshape(batch * n_paths, -1)
+                paths = torch.cat([paths, nxt], dim=1)[:, -self.max_context :]
+        return steps
 
     def forecast(self, series: list[Series], horizon: int, levels: list[float] | None = None,
                  context_length: int | None = None) -> list[ForecastResult]:
@@ -97,9 +142,27 @@ class Forecaster:
                     covariate_weights=plan.weights,
                     covariate_contributions=(None if plan.contributions is None else
                                              np.transpose(plan.contributions[:, : req.horizon], (1, 0, 2))),
+                    trained=np.transpose(block, (1, 2, 0)).astype(np.float64),
+                    trained_levels=cfg.quantiles,
                 ))
             out.append(results)
         return out
+
+
+def _draw_paths(dense: torch.Tensor, n_paths: int, generator: torch.Generator) -> torch.Tensor:
+    """dense [N, G, O]: each row's quantile function at G midpoint levels (sorted along G) ->
+    paths [N, n_paths, O], steps tied by an AR(1) Gaussian copula with ROLLOUT_RHO.
+
+    Every row uses the same normal draws (common random numbers), so a series' forecast does
+    not depend on which other series share its batch."""
+    n, points, steps = dense.shape
+    eps = torch.randn(n_paths, steps, generator=generator, device=dense.device, dtype=dense.dtype).expand(n, -1, -1)
+    z = torch.empty(n, n_paths, steps, device=dense.device, dtype=dense.dtype)
+    z[..., 0] = eps[..., 0]
+    for t in range(1, steps):
+        z[..., t] = ROLLOUT_RHO * z[..., t - 1] + (1 - ROLLOUT_RHO**2) ** 0.5 * eps[..., t]
+    index = (torch.special.ndtr(z) * points).long().clamp(max=points - 1)  # level u -> its midpoint bin
+    return torch.gather(dense, 1, index)
 
 
 @dataclass

@@ -37,3 +37,15 @@ def interpolate(values: np.ndarray, trained: tuple[float, ...], levels: list[flo
         w = (z - z_trained[i]) / (z_trained[i + 1] - z_trained[i])
         out.append(values[..., i, :] * (1 - w) + values[..., i + 1, :] * w)
     return np.stack(out, axis=-2)
+
+
+def interpolation_matrix(trained: tuple[float, ...], levels: list[float]) -> np.ndarray:
+    """[Q_trained, L] weights W with values_at_levels = W.T @ trained_values: `interpolate` as a
+    matrix, for applying it to tensors (the rollout does this on the model's device)."""
+    eye = np.eye(len(trained))[:, :, None]  # each trained level alone, as a one-step forecast
+    return interpolate(eye, trained, levels)[:, :, 0]
+
+
+def midpoint_levels(n: int) -> list[float]:
+    """n equally likely levels (i + 0.5) / n: points that represent a distribution with equal weight."""
+    return [(i + 0.5) / n for i in range(n)]

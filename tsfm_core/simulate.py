@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from tsfm_core.backtest import anomaly_scores
+from tsfm_core.predict import ForecastResult
+from tsfm_core.quantiles import interpolate
 
 # 0.1% .. 99.9%: fine enough that linear interpolation between levels is smooth.
 DEFAULT_GRID = [0.001, 0.005] + [round(0.01 * i, 2) for i in range(1, 100)] + [0.995, 0.999]
@@ -47,3 +49,25 @@ def sample_paths(levels: list[float], values: np.ndarray, rho: float, n_paths: i
     u = torch.special.ndtr(torch.from_numpy(z)).numpy()
     sorted_values = np.sort(values, axis=0)
     return np.stack([np.interp(u[:, t], levels, sorted_values[:, t]) for t in range(horizon)], axis=1)
+
+
+def sample_forecast(result: ForecastResult, n_paths: int, seed: int | None = None,
+                    rho: float = DEFAULT_RHO) -> np.ndarray:
+    """Sample paths [n_paths, H, C] from a forecast's whole predictive distribution.
+
+    Uses the model's own quantile heads when the result carries them (else its requested levels),
+    extended to DEFAULT_GRID by normal-score interpolation so draws reach past the outermost
+    levels instead of piling up at them; steps are tied by the AR(1) copula of `sample_paths`, so
+    a path is coherent over time. `seed=None` draws fresh randomness on every call.
+    """
+    if result.trained is not None and result.trained_levels is not None:
+        levels, values = tuple(result.trained_levels), result.trained
+    else:
+        levels, values = tuple(result.levels), result.quantiles
+    rng = np.random.default_rng(seed)
+    if len(levels) < 2:  # a single level carries no spread to draw from
+        return np.repeat(values[:1], n_paths, axis=0)
+    order = np.argsort(levels)
+    levels, values = tuple(levels[i] for i in order), values[order]
+    dense = interpolate(np.transpose(values, (2, 0, 1)), levels, DEFAULT_GRID)  # [C, G, H]
+    return np.stack([sample_paths(DEFAULT_GRID, dense[c], rho, n_paths, rng) for c in range(dense.shape[0])], axis=-1)

@@ -1,5 +1,6 @@
 """Pretraining data generators: kernel-composition Gaussian processes (KernelSynth-style),
-structural seasonal/trend mixes, intermittent counts, and mixup of whatever pool they produce.
+structural seasonal/trend mixes, intermittent counts, mixup of whatever pool they produce, and
+the state-space / regime / multi-seasonal / count simulators of tsfm_core.synthetic_models.
 
 Everything is drawn from a seeded numpy Generator, so a pool is reproducible from its seed.
 """
@@ -7,6 +8,8 @@ Everything is drawn from a seeded numpy Generator, so a pool is reproducible fro
 from __future__ import annotations
 
 import numpy as np
+
+from tsfm_core import synthetic_models
 
 # Periods that real calendars produce (hourly/daily/weekly/monthly/quarterly data and their mixes).
 PERIODS = np.array([4, 5, 6, 7, 12, 12, 12, 24, 24, 48, 52, 96, 168, 7, 12, 4, 30, 14])
@@ -132,22 +135,39 @@ def tsmixup(rng: np.random.Generator, pool: list[np.ndarray], length: int) -> np
     return mixed
 
 
+# Share of each generator in a pool. State-space (ETS/ARIMA) paths get the largest share because
+# they describe the business series users send best; mixup recombines what is already pooled.
+DEFAULT_MIX = {"kernel_gp": 0.14, "structural": 0.16, "ets": 0.22, "arima": 0.1, "regime": 0.08,
+               "multi_seasonal": 0.1, "counts": 0.06, "intermittent": 0.02, "mixup": 0.12}
+GENERATORS = {"kernel_gp": lambda rng, n: kernel_gp(rng, min(n, 512)), "structural": structural,
+              "ets": synthetic_models.ets, "arima": synthetic_models.arima,
+              "regime": synthetic_models.regime_switching, "multi_seasonal": synthetic_models.multi_seasonal,
+              "counts": synthetic_models.counts, "intermittent": intermittent}
+# Counts keep their units: rescaling would make them non-integer and lose the zeros.
+UNSCALED = {"counts", "intermittent"}
+
+
 def generate_pool(n_series: int, seed: int = 0, min_length: int = 64, max_length: int = 1024,
-                  gp_fraction: float = 0.25, real: list[np.ndarray] | None = None) -> list[np.ndarray]:
-    """A reproducible list of float32 series of random lengths."""
+                  real: list[np.ndarray] | None = None, mix: dict[str, float] | None = None) -> list[np.ndarray]:
+    """A reproducible list of float32 series of random lengths in [min_length, max_length], each
+    drawn from a generator picked with the probabilities in `mix` (default DEFAULT_MIX)."""
+    mix = mix or DEFAULT_MIX
+    unknown = set(mix) - set(GENERATORS) - {"mixup"}
+    if unknown:
+        raise ValueError(f"unknown generators {sorted(unknown)}; choose from {sorted(GENERATORS) + ['mixup']}")
+    names = list(mix)
+    probs = np.array([mix[n] for n in names], dtype=np.float64)
+    probs = probs / probs.sum()
     rng = np.random.default_rng(seed)
     pool: list[np.ndarray] = []
     for _ in range(n_series):
         length = int(rng.integers(min_length, max_length + 1))
-        r = rng.random()
-        if r < gp_fraction:
-            x = kernel_gp(rng, min(length, 512))
-        elif r < gp_fraction + 0.05:
-            pool.append(intermittent(rng, length).astype(np.float32))
-            continue
-        elif r < gp_fraction + 0.15 and len(pool) > 10:
-            x = tsmixup(rng, pool + list(real or []), length)
-        else:
+        name = names[int(rng.choice(len(names), p=probs))]
+        if name == "mixup" and len(pool) <= 10:
+            name = "structural"  # nothing to mix yet
+        x = tsmixup(rng, pool + list(real or []), length) if name == "mixup" else GENERATORS[name](rng, length)
+        if not np.all(np.isfinite(x)):  # a rare exploding path is replaced, not passed on as NaN
             x = structural(rng, length)
-        pool.append(_rescale(rng, x).astype(np.float32))
+            name = "structural"
+        pool.append((x if name in UNSCALED else _rescale(rng, x)).astype(np.float32))
     return pool
