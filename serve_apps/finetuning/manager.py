@@ -206,9 +206,13 @@ class JobManager:
 
     def _submit(self, job: JobRecord) -> None:
         attempt = job.attempts + 1
+        # Idempotent: a run this cluster already has under the next id (a round that submitted and
+        # then failed before recording it) is adopted, not doubled; only one this manager stopped
+        # (it had lost the job before recording it) is skipped for a fresh id.
+        while (status := self._ray_status(f"{job.id}-{attempt}")) == RayJobStatus.STOPPED:
+            attempt += 1
         submission_id = f"{job.id}-{attempt}"
-        # Idempotent: a round that submitted and then failed before recording must not submit again.
-        if self._ray_status(submission_id) is None:
+        if status is None:
             output = self.registry.artifact_path_for(job.model_id)
             base_dir = self.resolver.model_dir(job.spec.base_model)
             _, runtime_env = driver_launch(self.settings)
@@ -216,7 +220,7 @@ class JobManager:
                                    submission_id=submission_id, runtime_env=runtime_env,
                                    metadata={"tsfm_job": job.id, "tsfm_owner": self.owner})
         message = "Submitted to Ray" if attempt == 1 else f"Resubmitted to Ray (attempt {attempt}); resuming from the last checkpoint"
-        if self.jobs.record_submission(job.id, self.owner, submission_id, attempt, message):
+        if self.jobs.record_submission(job.id, self.owner, submission_id, job.attempts, attempt, message):
             self._held[job.id] = submission_id
         else:  # the job left this manager (or was recorded by another) meanwhile: no second driver
             log.warning("job %s: submission %s was not recorded; stopping it", job.id, submission_id)

@@ -217,13 +217,14 @@ class JobStore(Store[JobRecord]):
             return conn.execute(jobs.update().where(jobs.c.owner == owner, jobs.c.status.in_(_ACTIVE_VALUES))
                                 .values(lease_expires_at=now() + lease_s)).rowcount
 
-    def record_submission(self, job_id: str, owner: str, submission_id: str, attempt: int, message: str) -> bool:
+    def record_submission(self, job_id: str, owner: str, submission_id: str, previous_attempt: int, attempt: int,
+                          message: str) -> bool:
         """Records the Ray submission of `attempt` if `owner` still holds the job and no other
-        submission of that attempt was recorded meanwhile; False otherwise (the caller's run is then
+        submission was recorded since `previous_attempt`; False otherwise (the caller's run is then
         surplus and must be stopped)."""
         c = jobs.c
         with self.engine.begin() as conn:
-            done = conn.execute(jobs.update().where(c.id == job_id, c.owner == owner, c.attempts == attempt - 1,
+            done = conn.execute(jobs.update().where(c.id == job_id, c.owner == owner, c.attempts == previous_attempt,
                                                     c.status.in_(_ACTIVE_VALUES))
                                 .values(submission_id=submission_id, attempts=attempt)).rowcount == 1
             if done:

@@ -59,15 +59,15 @@ def test_the_heartbeat_renews_only_its_own_active_leases(store):
 def test_a_submission_is_recorded_once_and_only_by_the_owner(store):
     job = _job(store)
     assert store.hold_lease(job.id, "a", 30)
-    assert not store.record_submission(job.id, "b", f"{job.id}-1", 1, "Submitted to Ray")  # not b's job
-    assert store.record_submission(job.id, "a", f"{job.id}-1", 1, "Submitted to Ray")
-    assert not store.record_submission(job.id, "a", f"{job.id}-1", 1, "Submitted to Ray")  # attempt 1 is taken
+    assert not store.record_submission(job.id, "b", f"{job.id}-1", 0, 1, "Submitted to Ray")  # not b's job
+    assert store.record_submission(job.id, "a", f"{job.id}-1", 0, 1, "Submitted to Ray")
+    assert not store.record_submission(job.id, "a", f"{job.id}-1", 0, 1, "Submitted to Ray")  # attempt 1 is taken
     _expire(store, job.id)
     assert store.hold_lease(job.id, "b", 30)
-    assert not store.record_submission(job.id, "a", f"{job.id}-2", 2, "Resubmitted")  # a lost the job
-    assert store.record_submission(job.id, "b", f"{job.id}-2", 2, "Resubmitted")
+    assert not store.record_submission(job.id, "a", f"{job.id}-2", 1, 2, "Resubmitted")  # a lost the job
+    assert store.record_submission(job.id, "b", f"{job.id}-3", 1, 3, "Resubmitted")  # id 2 skipped (stopped)
     record = store.get(job.id)
-    assert (record.submission_id, record.attempts) == (f"{job.id}-2", 2)
+    assert (record.submission_id, record.attempts) == (f"{job.id}-3", 3)
     assert [e.message for e in store.events(job.id, ("message",))] == ["Submitted to Ray", "Resubmitted"]
 
 
