@@ -185,8 +185,8 @@ class JobManager:
             self._held[job.id] = None
             if job.owner not in (None, self.owner):
                 log.warning("job %s: taking it over from %s, whose lease expired", job.id, job.owner)
-                self.jobs.add_event(job.id, "warn", "message", "Taken over by another server's job manager: "
-                                    "its previous owner stopped renewing its lease", {"previous_owner": job.owner})
+                self.jobs.add_event(job.id, "warn", "message", f"Taken over by job manager {self.owner}: the previous "
+                                    f"owner {job.owner} stopped renewing its lease", {"previous_owner": job.owner})
         self._reconcile_job(self.jobs.get(job.id))
 
     def _let_go(self, job: JobRecord) -> None:
@@ -194,10 +194,11 @@ class JobManager:
         new owner's: it is stopped once the new owner recorded a submission of its own (on a cluster
         shared by both servers the new owner may instead follow this very run; it is then left be)."""
         mine = self._held.get(job.id)
-        if mine is None or job.submission_id == mine:
-            if mine is None:
-                self._held.pop(job.id, None)
-            return  # nothing of ours runs, or the new owner has not submitted yet: look again next round
+        if mine is None:  # nothing of ours runs
+            self._held.pop(job.id, None)
+            return
+        if job.submission_id == mine:  # the new owner has not submitted yet (or follows ours): look again next round
+            return
         del self._held[job.id]
         log.warning("job %s is now owned by %s; stopping this cluster's run %s", job.id, job.owner, mine)
         status = self._ray_status(mine)

@@ -102,7 +102,7 @@ def test_two_managers_one_job_one_run_and_a_takeover_only_after_the_lease_ran_ou
         await b.reconcile()
         assert cb.submitted == [f"{job.id}-2"] and store.get(job.id).owner == b.owner
         messages = [e.message for e in store.events(job.id, ("message",))]
-        assert messages[-2].startswith("Taken over") and messages[-1].startswith("Resubmitted to Ray (attempt 2)")
+        assert messages[-2].startswith(f"Taken over by job manager {b.owner}") and messages[-1].startswith("Resubmitted to Ray (attempt 2)")
         assert ca.live() == [f"{job.id}-1"]
         await a.reconcile()  # a comes back: the job is b's now, and a's run of it stops
         assert ca.live() == [] and cb.live() == [f"{job.id}-2"]
