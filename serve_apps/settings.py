@@ -59,6 +59,13 @@ class Settings:
     model_server_cpus: float = field(default_factory=lambda: float(os.environ.get("TSFM_MODEL_SERVER_CPUS", "0.5")))
     ray_dashboard_url: str = field(default_factory=lambda: os.environ.get("TSFM_RAY_DASHBOARD_URL", "http://127.0.0.1:8265"))
     poll_interval_s: float = 1.0
+    # Each job's owner renews its lease every poll; another server's job manager takes a job over
+    # (and resumes it from its checkpoint) only once the lease has run out, i.e. its owner died.
+    job_lease_s: float = field(default_factory=lambda: float(os.environ.get("TSFM_JOB_LEASE_S", "30")))
+    # Whether the server was attached to an external Ray cluster (RAY_ADDRESS) rather than starting
+    # its own: job drivers then run on that cluster's head node (see finetuning.manager.driver_launch).
+    external_cluster: bool = field(default_factory=lambda: bool(os.environ.get("RAY_ADDRESS")))
+    job_python: str = field(default_factory=lambda: os.environ.get("TSFM_JOB_PYTHON", ""))  # "" = chosen per cluster
     max_sync_finetune_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_SYNC_FINETUNE_STEPS", 500))
     # Nixtla async jobs one ingress replica runs at once (the rest wait, pending, in the database).
     async_jobs_per_replica: int = field(default_factory=lambda: _env_int("TSFM_ASYNC_JOBS_PER_REPLICA", 2))

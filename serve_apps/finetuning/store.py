@@ -1,4 +1,12 @@
-"""Fine-tuning jobs and their events, in SQL: the state every dialect's job/model views read."""
+"""Fine-tuning jobs and their events, in SQL: the state every dialect's job/model views read.
+
+Each active job has one owner: the job manager holding its lease (`owner`, `lease_expires_at`).
+Several servers may share one database (or one TSFM_HOME); only the lease holder submits, follows
+and finishes a job, and another manager takes a job over only once its lease has expired (its
+owner died). Leases are taken and renewed by conditional UPDATEs checked by rowcount, which is
+atomic on SQLite and PostgreSQL alike; clocks of the servers are assumed to agree to well within
+a lease.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from serve_apps.finetuning.progress import NewEvent, Progress
 from serve_apps.storage.db import Status, Store, metadata, new_id, now
 from train_jobs.spec import TrainingSpec
 
@@ -50,6 +59,10 @@ jobs = sa.Table(
     sa.Column("submission_id", sa.String(128), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("progress_offset", sa.Integer, nullable=False, default=0),
+    sa.Column("recorded_step", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("checkpoint_step", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("owner", sa.String(128), nullable=True),  # the job manager holding the lease
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
 )
 
 events = sa.Table(
@@ -90,6 +103,18 @@ class JobRecord:
     submission_id: str | None
     attempts: int
     progress_offset: int
+    recorded_step: int = 0
+    checkpoint_step: int = 0
+    owner: str | None = None
+    lease_expires_at: float | None = None
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self.progress_offset, self.recorded_step, self.checkpoint_step, self.trained_tokens)
+
+    def leased_to_another(self, owner: str, at: float) -> bool:
+        """Whether another manager held a live lease on this job when the row was read."""
+        return self.owner not in (None, owner) and (self.lease_expires_at or 0) >= at
 
     @classmethod
     def from_row(cls, row) -> "JobRecord":
@@ -117,6 +142,10 @@ class JobStore(Store[JobRecord]):
     table = jobs
     tables = (events,)
     not_found = JobNotFound
+
+    def __init__(self, database_url: str):
+        super().__init__(database_url)
+        _add_missing_columns(self.engine, jobs)
 
     def record(self, row) -> JobRecord:
         return JobRecord.from_row(row)
@@ -170,6 +199,55 @@ class JobStore(Store[JobRecord]):
                 self._event(conn, job_id, level, "status", message, {"status": status.value})
         return bool(done)
 
+    # ---- ownership ------------------------------------------------------------------------------
+    def hold_lease(self, job_id: str, owner: str, lease_s: float) -> bool:
+        """Takes or renews the lease on an active job: True if `owner` holds it now (it was free, its
+        own, or its holder's lease had expired), False while another owner's lease is live."""
+        t = now()
+        c = jobs.c
+        with self.engine.begin() as conn:
+            return conn.execute(jobs.update().where(
+                c.id == job_id, c.status.in_(_ACTIVE_VALUES),
+                sa.or_(c.owner.is_(None), c.owner == owner, c.lease_expires_at < t))
+                .values(owner=owner, lease_expires_at=t + lease_s)).rowcount == 1
+
+    def renew_leases(self, owner: str, lease_s: float) -> int:
+        """Heartbeat: extends every lease `owner` still holds; returns how many."""
+        with self.engine.begin() as conn:
+            return conn.execute(jobs.update().where(jobs.c.owner == owner, jobs.c.status.in_(_ACTIVE_VALUES))
+                                .values(lease_expires_at=now() + lease_s)).rowcount
+
+    def record_submission(self, job_id: str, owner: str, submission_id: str, previous_attempt: int, attempt: int,
+                          message: str) -> bool:
+        """Records the Ray submission of `attempt` if `owner` still holds the job and no other
+        submission was recorded since `previous_attempt`; False otherwise (the caller's run is then
+        surplus and must be stopped)."""
+        c = jobs.c
+        with self.engine.begin() as conn:
+            done = conn.execute(jobs.update().where(c.id == job_id, c.owner == owner, c.attempts == previous_attempt,
+                                                    c.status.in_(_ACTIVE_VALUES))
+                                .values(submission_id=submission_id, attempts=attempt)).rowcount == 1
+            if done:
+                self._event(conn, job_id, "info", "message", message, {"submission_id": submission_id})
+        return done
+
+    def record_progress(self, job_id: str, owner: str, read_from: Progress, read_to: Progress,
+                        new_events: list[NewEvent]) -> bool:
+        """Moves the job's progress from `read_from` to `read_to` and adds `new_events`, in one
+        transaction and only if `owner` holds the job and nobody recorded from `read_from` first:
+        a step's events are added once even if two managers ever read the same lines."""
+        c = jobs.c
+        with self.engine.begin() as conn:
+            done = conn.execute(jobs.update().where(
+                c.id == job_id, c.owner == owner, c.progress_offset == read_from.offset,
+                c.recorded_step == read_from.recorded_step, c.checkpoint_step == read_from.checkpoint_step)
+                .values(progress_offset=read_to.offset, recorded_step=read_to.recorded_step,
+                        checkpoint_step=read_to.checkpoint_step, trained_tokens=read_to.trained_tokens)).rowcount == 1
+            if done:
+                for e in new_events:
+                    self._event(conn, job_id, e.level, e.type, e.message, e.data)
+        return done
+
     def add_event(self, job_id: str, level: str, type_: str, message: str, data: dict | None = None) -> None:
         with self.engine.begin() as conn:
             self._event(conn, job_id, level, type_, message, data)
@@ -187,3 +265,20 @@ class JobStore(Store[JobRecord]):
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(events.c.seq)).all()
         return [EventRecord(**{**r._mapping, "data": json.loads(r.data) if r.data else None}) for r in rows]
+
+
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Adds columns a database created by an older version lacks (create_all only creates tables):
+    each new column is nullable or has a server default, so ADD COLUMN works on SQLite and PostgreSQL.
+    Two servers starting at once may race to add the same column: the loser finds it present."""
+    def present() -> set[str]:
+        return {col["name"] for col in sa.inspect(engine).get_columns(table.name)}
+
+    for col in [col for col in table.columns if col.name not in present()]:
+        ddl = sa.schema.CreateColumn(col).compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+        except sa.exc.DBAPIError:
+            if col.name not in present():
+                raise

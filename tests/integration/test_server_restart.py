@@ -48,11 +48,14 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         done = wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}").json(),
                      lambda j: j["status"] in ("succeeded", "failed", "cancelled"), timeout=600)
         assert done["status"] == "succeeded", done
-        messages = [e["message"] for e in client.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=1000").json()["data"]]
-        assert any(m.startswith("Resubmitted to Ray (attempt 2)") for m in messages)
+        events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=1000").json()["data"]
+        assert any(e["message"].startswith("Resubmitted to Ray (attempt 2)") for e in events)
+        # The resumed run re-reported the steps after its checkpoint; each step is recorded once.
+        assert sorted(e["data"]["step"] for e in events if e["type"] == "metrics") == list(range(1, 801))
         history = [json.loads(line) for line in
                    (Path(home) / "artifacts" / "jobs" / job["id"] / "metrics.jsonl").read_text().splitlines()]
         assert history[-1]["step"] == 800 and max(h["resumed_from"] for h in history) >= 50
+        assert [h["step"] for h in history] == list(range(1, 801)) and done["trained_tokens"] == sum(h["points"] for h in history)
         r = client.post("/v1/forecast", json={"model": done["fine_tuned_model"], "inputs": [{"target": [[1.0], [2.0]]}],
                                               "parameters": {"prediction_length": 2}})
         assert r.status_code == 200
