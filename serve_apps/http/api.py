@@ -10,7 +10,9 @@ from fastapi import FastAPI
 
 from serve_apps.errors import install_error_handlers
 from serve_apps.http import cohere_routes, nixtla_routes, openai_routes, tsfm_routes
+from serve_apps.http.guards import CallerGate, JsonGuard
 from serve_apps.http.middleware import BodyMiddleware
+from serve_apps.limits import DEFAULT_RATE_PER_MINUTE, RateLimiter, install_limit_handler
 from serve_apps.services import Services
 
 ROUTERS = (tsfm_routes.router, nixtla_routes.router, openai_routes.router, cohere_routes.router)
@@ -21,7 +23,13 @@ def create_api(services: Services) -> FastAPI:
                   description="Self-hosted time-series foundation model serving and finetuning.")
     app.state.services = services
     install_error_handlers(app)
+    install_limit_handler(app)
+    # Starlette runs the last added outermost: gate (auth, rate) -> size/decoding -> JSON checks.
+    app.add_middleware(JsonGuard)
     app.add_middleware(BodyMiddleware, max_bytes=services.settings.max_body_bytes)
+    settings = services.settings
+    app.add_middleware(CallerGate, keys=services.keys,
+                       limiter=RateLimiter(settings.limit(settings.rate_limit_per_minute, DEFAULT_RATE_PER_MINUTE)))
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -70,7 +70,7 @@ class NixtlaTasks:
         except ModelNotFound:
             return
         if model.status == ModelStatus.FINETUNING and model.created_at >= record.created_at:
-            self.registry.discard(model_id)
+            self.registry.discard(model.id)
 
     def model_for(self, body: Any, caller: Caller) -> str:
         """A finetuned_model_id, when given, overrides the model name (as TimeGPT does)."""
@@ -171,8 +171,8 @@ class NixtlaTasks:
     def _prepare_finetune(self, body: nixtla.NixtlaFinetuneBody, caller: Caller) -> Run:
         parent = self.model_for(body, caller)
         config = nixtla.finetune_config(body, self.settings.max_sync_finetune_steps)
-        model_id = body.output_model_id or new_model_id()
-        self.resolver.check_new_id(model_id, ["body", "output_model_id"])
+        public_id = body.output_model_id or new_model_id()
+        model_id = self.resolver.check_new_id(public_id, caller.organization, ["body", "output_model_id"])
 
         async def run() -> dict:
             try:  # checked above, but another request may have taken the id since
@@ -181,9 +181,9 @@ class NixtlaTasks:
                                   steps=config.steps, depth=config.depth, loss=config.loss, finetune_tokens=0,
                                   params={"requested_model": body.model}, status=ModelStatus.FINETUNING)
             except sa.exc.IntegrityError:
-                raise invalid(["body", "output_model_id"], f"a model with id {model_id!r} already exists") from None
+                raise invalid(["body", "output_model_id"], f"a model with id {public_id!r} already exists") from None
             call = FinetuneCall(series=nixtla.split_series(body.series), config=config,
-                              output_dir=str(self.registry.artifact_path_for(model_id)), metadata={"id": model_id})
+                              output_dir=str(self.registry.artifact_path_for(model_id)), metadata={"id": public_id})
             try:
                 points = await self.models.finetune(parent, call)
             except BaseException:
@@ -191,5 +191,5 @@ class NixtlaTasks:
                 raise
             self.registry.set_status(model_id, ModelStatus.READY, finetune_tokens=points)
             return {"input_tokens": len(body.series.y), "output_tokens": 0, "finetune_tokens": points,
-                    "finetuned_model_id": model_id}
+                    "finetuned_model_id": public_id}
         return run

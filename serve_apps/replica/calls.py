@@ -3,11 +3,13 @@ that makes them (the one place the deployment handle is used)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ray.serve.handle import DeploymentHandle
 
-from tsfm_core.finetune import FinetuneConfig
+from serve_apps.errors import ApiError
+from tsfm_core.finetune import FinetuneConfig, NonFiniteTraining
 from tsfm_core.predict import ForecastRequest, ForecastResult
 
 
@@ -29,6 +31,19 @@ class FinetuneCall:
     metadata: dict
 
 
+@contextmanager
+def training_errors():
+    """A finetune that diverged (NonFiniteTraining in the replica, wrapped in Ray's RayTaskError)
+    is the request's doing (its data or settings), so it is a 422, not a 500."""
+    try:
+        yield
+    except Exception as exc:
+        cause = exc if isinstance(exc, NonFiniteTraining) else getattr(exc, "cause", None)
+        if isinstance(cause, NonFiniteTraining):
+            raise ApiError(422, ["body"], f"fine-tuning diverged: {cause}", "non_finite_training") from None
+        raise
+
+
 class ModelClient:
     """Calls the ModelServer replicas, routed by model id (`multiplexed_model_id`)."""
 
@@ -36,11 +51,13 @@ class ModelClient:
         self.handle = handle
 
     async def forecast(self, model_id: str, call: ForecastCall) -> list[ForecastResult]:
-        return await self.handle.options(multiplexed_model_id=model_id).forecast.remote(call)
+        with training_errors():
+            return await self.handle.options(multiplexed_model_id=model_id).forecast.remote(call)
 
     async def finetune(self, base_id: str, call: FinetuneCall) -> int:
         """Trains `call` on a copy of `base_id` in a replica; returns the points it trained on."""
-        return await self.handle.options(multiplexed_model_id=base_id).finetune.remote(call)
+        with training_errors():
+            return await self.handle.options(multiplexed_model_id=base_id).finetune.remote(call)
 
     async def stats(self) -> dict:
         return await self.handle.stats.remote()
