@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_apps.dialects.numbers import PositiveCount, Value
+from serve_apps.dialects.numbers import Number, PositiveCount
 from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.models.registry import ModelRecord, ModelStatus
@@ -40,10 +40,10 @@ class CohereHyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     train_epochs: PositiveCount | None = Field(default=None, le=100)
-    learning_rate: Value | None = Field(default=None, gt=0, le=MAX_LEARNING_RATE)
+    learning_rate: Number | None = Field(default=None, gt=0, le=MAX_LEARNING_RATE)
     train_batch_size: PositiveCount | None = Field(default=None, le=1024)
     early_stopping_patience: PositiveCount | None = Field(default=None, le=10_000)
-    early_stopping_threshold: Value | None = Field(default=None, ge=0)
+    early_stopping_threshold: Number | None = Field(default=None, ge=0)
     lora_rank: PositiveCount | None = Field(default=None, le=256)
     lora_alpha: PositiveCount | None = Field(default=None, le=MAX_LORA_ALPHA)
     lora_target_modules: Literal["LORA_TARGET_MODULES_QKVO", "LORA_TARGET_MODULES_QV", "LORA_TARGET_MODULES_QKVO_FFN",

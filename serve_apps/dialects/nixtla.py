@@ -14,7 +14,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from serve_apps.dialects.numbers import Count, PositiveCount, Value, check_finite_forecast, check_value
+from serve_apps.dialects.numbers import Cell, Count, Number, OptionalValue, PositiveCount, check_finite_forecast, check_value
 from serve_apps.dialects.types import Depth, Loss
 from serve_apps.errors import invalid
 from serve_apps.models.registry import ModelRecord
@@ -36,16 +36,16 @@ def _level(level: float) -> float:
     return level
 
 
-Level = Annotated[Value, AfterValidator(_level)]
+Level = Annotated[Number, AfterValidator(_level)]
 
 
 class NixtlaSeries(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    y: list[Value | None] = Field(min_length=1)
+    y: list[OptionalValue] = Field(min_length=1)
     sizes: list[Count] = Field(min_length=1)
-    X: list[list[Value | str | None]] | None = None
-    X_future: list[list[Value | str | None]] | None = None
+    X: list[list[Cell]] | None = None
+    X_future: list[list[Cell]] | None = None
     start_datetime: list[str] | None = None
     categorical_exog: list[int] | None = None
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, Field, StrictFloat, StrictInt
+from pydantic import AfterValidator, Field, PlainValidator, StrictFloat, StrictInt
 
 from serve_apps.errors import ApiError
 from tsfm_core.predict import ForecastResult
@@ -30,12 +30,33 @@ def _bounded(x: float) -> float:
     return x  # an int stays an int: Nixtla spells interval keys exactly as the level was sent
 
 
-# A value that enters the model: a JSON number (int or float, not a bool or a numeric string), finite,
-# |x| <= MAX_ABS_VALUE. `float | None` fields use `Value | None`: null means missing where allowed.
-Value = Annotated[StrictInt | StrictFloat, AfterValidator(_bounded)]
+# A parameter: a JSON number (int or float, not a bool or a numeric string), finite, |x| <=
+# MAX_ABS_VALUE; takes Field bounds (gt, le) on top. An int stays an int.
+Number = Annotated[StrictInt | StrictFloat, AfterValidator(_bounded)]
 # A count (horizon, sizes, steps): an integer, never a bool.
 Count = StrictInt
 PositiveCount = Annotated[StrictInt, Field(ge=1)]
+
+
+def _cell(x: Any) -> Any:
+    if x is None or isinstance(x, str):
+        return x
+    return check_value(x)
+
+
+def _optional(x: Any) -> Any:
+    return None if x is None else check_value(x)
+
+
+# A data value that enters the model (targets, covariates): the rule of `Number` in one validator,
+# so an error's loc ends at the value itself (no union branch names appended). OptionalValue: null
+# means missing.
+Value = Annotated[float, PlainValidator(lambda x: check_value(x), json_schema_input_type=float)]
+OptionalValue = Annotated[float | None, PlainValidator(_optional, json_schema_input_type=float | None)]
+
+# A cell of a mixed table (Nixtla's X rows): null, a string (a category, refused later with its own
+# message) or a `Value`. One validator, so an error names the cell alone, not a union's branches.
+Cell = Annotated[float | str | None, PlainValidator(_cell, json_schema_input_type=float | str | None)]
 
 
 def check_value(x: Any) -> float:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_apps.dialects.numbers import PositiveCount, Value
+from serve_apps.dialects.numbers import Number, PositiveCount
 from serve_apps.dialects.types import Depth, LoraTargets, Loss
 from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
@@ -30,12 +30,12 @@ class Hyperparameters(BaseModel):
 
     n_epochs: Annotated[PositiveCount, Field(le=100)] | Auto = "auto"
     batch_size: Annotated[PositiveCount, Field(le=1024)] | Auto = "auto"
-    learning_rate_multiplier: Annotated[Value, Field(gt=0, le=MAX_LR_MULTIPLIER)] | Auto = "auto"
+    learning_rate_multiplier: Annotated[Number, Field(gt=0, le=MAX_LR_MULTIPLIER)] | Auto = "auto"
     steps: PositiveCount | None = None  # <= the server's max_job_steps, checked in training_spec
     finetune_depth: Depth = 1
     finetune_loss: Loss = "default"
     lora_rank: PositiveCount | None = Field(default=None, le=256)
-    lora_alpha: Value = Field(default=16.0, gt=0, le=MAX_LORA_ALPHA)
+    lora_alpha: Number = Field(default=16.0, gt=0, le=MAX_LORA_ALPHA)
     lora_target_modules: LoraTargets = "QV"
 
 

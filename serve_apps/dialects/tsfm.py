@@ -10,20 +10,19 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve_apps.dialects.numbers import PositiveCount, Value, check_finite_forecast, parse_timestamp
+from serve_apps.dialects.numbers import Number, OptionalValue, PositiveCount, Value, check_finite_forecast, parse_timestamp
 from serve_apps.errors import ApiError, invalid
 from tsfm_core.predict import ForecastRequest, ForecastResult
 from tsfm_core.series import Series
 
-Number = Value | None
 
 
 class SeriesInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    target: list[list[Number]]
+    target: list[list[OptionalValue]]
     start: str | None = None
-    past_covariates: dict[str, list[Number]] = Field(default_factory=dict)
+    past_covariates: dict[str, list[OptionalValue]] = Field(default_factory=dict)
     future_covariates: dict[str, list[Value]] = Field(default_factory=dict)
     static_covariates: dict[str, Value] = Field(default_factory=dict)
     metadata: Any = None
@@ -37,7 +36,7 @@ class SeriesInput(BaseModel):
 
     @field_validator("target")
     @classmethod
-    def _rectangular(cls, v: list[list[Number]]) -> list[list[Number]]:
+    def _rectangular(cls, v: list[list[float | None]]) -> list[list[float | None]]:
         if not v:
             raise ValueError("target must contain at least one time step")
         width = len(v[0])
@@ -56,12 +55,12 @@ class ForecastParameters(BaseModel):
 
     prediction_length: PositiveCount
     frequency: str | None = None
-    quantile_levels: list[Value] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=99)
+    quantile_levels: list[Number] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=99)
     num_samples: PositiveCount | None = Field(default=None, le=1000)
     context_length: PositiveCount | None = None
-    sensitivity: Value | None = None
-    temperature: Value | None = None
-    top_p: Value | None = None
+    sensitivity: Number | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
 
     @field_validator("quantile_levels")
     @classmethod
@@ -113,7 +112,7 @@ def _parse_start(value: str, loc: list, periods: int, freq: str | None) -> pd.Ti
     return start
 
 
-def _as_array(values: list[Number]) -> np.ndarray:
+def _as_array(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 

@@ -114,10 +114,18 @@ def json_path_at(body: bytes, offset: int) -> list:
             kinds.pop()
             path.pop()
         elif ch == 0x3A and kinds and kinds[-1] == 0x7B and last_string is not None:
-            path[-1] = last_string.decode("utf-8", "replace")
+            path[-1] = _key(last_string)
         elif ch == 0x2C and kinds and kinds[-1] == 0x5B:
             path[-1] += 1
     return [p for p in path if p is not None]
+
+
+def _key(raw: bytes) -> str:
+    """A JSON object key as its text spells it (escapes undone)."""
+    try:
+        return json.loads(b'"' + raw + b'"')
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 class JsonGuard:

@@ -100,12 +100,15 @@ def _check_values(df: pd.DataFrame) -> None:
     """
     if VALUE_COLUMN not in df.columns:
         return  # table_to_series names the missing column
-    y = pd.to_numeric(df[VALUE_COLUMN], errors="coerce").to_numpy(np.float64)
-    bad = np.flatnonzero(~np.isnan(y) & ~(np.abs(y) <= MAX_ABS_INPUT))
+    raw = df[VALUE_COLUMN]
+    y = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+    # Unparsable cells (text, or '1e400' which pandas leaves as text) count too: read as missing,
+    # they would silently drop data.
+    bad = np.flatnonzero((np.isnan(y) & raw.notna().to_numpy()) | (~np.isnan(y) & ~(np.abs(y) <= MAX_ABS_INPUT)))
     if len(bad):
         row = int(bad[0])
-        raise InvalidFile(f"column {VALUE_COLUMN!r} row {row} holds {float(y[row])!r}: values must be finite and within "
-                          f"+-{MAX_ABS_INPUT:g} ({len(bad)} such value(s)); leave missing values empty")
+        raise InvalidFile(f"column {VALUE_COLUMN!r} row {row} holds {raw.iloc[row]!r}: values must be finite numbers "
+                          f"within +-{MAX_ABS_INPUT:g} ({len(bad)} such value(s)); leave missing values empty")
 
 
 class FileStore(Store[FileRecord]):
