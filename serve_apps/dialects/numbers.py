@@ -94,3 +94,39 @@ def check_finite_forecast(result: ForecastResult, loc: list, series: str = "this
         return
     raise ApiError(422, loc, f"the forecast for {series} is not finite: its values (or covariates) are too "
                    "large or too extreme for the model; rescale them", "non_finite_forecast")
+
+
+def first_non_finite(doc: Any, path: tuple = ()) -> tuple | None:
+    """The path of the first non-finite float in a JSON-able answer (dicts, lists, numbers), or None.
+
+    Lists of plain numbers are checked with numpy, so a long forecast costs one pass in C.
+    """
+    if isinstance(doc, float):
+        return None if math.isfinite(doc) else path
+    if isinstance(doc, dict):
+        items = doc.items()
+    elif isinstance(doc, (list, tuple)):
+        if doc and all(type(v) in (int, float) for v in doc[:8]):
+            try:
+                values = np.asarray(doc, dtype=np.float64)
+            except (TypeError, ValueError):
+                values = None
+            if values is not None and values.ndim == 1:
+                bad = np.flatnonzero(~np.isfinite(values))
+                return None if not len(bad) else path + (int(bad[0]),)
+        items = enumerate(doc)
+    else:
+        return None
+    for key, value in items:
+        found = first_non_finite(value, path + (key,))
+        if found is not None:
+            return found
+    return None
+
+
+def check_finite_answer(doc: Any, loc: list) -> None:
+    """The last guard of answers built without a ForecastResult at hand (backtests, detectors, paths)."""
+    where = first_non_finite(doc)
+    if where is not None:
+        raise ApiError(422, loc, f"the answer's {'.'.join(map(str, where))} is not finite: the series' values are "
+                       "too large or too extreme for the model; rescale them", "non_finite_forecast")

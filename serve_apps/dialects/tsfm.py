@@ -172,14 +172,15 @@ def _samples(result: ForecastResult, n: int, rng: np.random.Generator) -> list:
 
 
 def build_response(body: ForecastBody, request: ForecastRequest, results: list[ForecastResult],
-                   served_by: str, started: float, max_context: int) -> dict:
+                   served_by: str, started: float, max_context: int, loc: list | None = None) -> dict:
+    """The 200 body; `loc` is where this request sits in the HTTP body (a batch item's place)."""
     params = body.parameters
     wanted = params.quantile_levels
     h = params.prediction_length
     outputs = []
     rng = np.random.default_rng(0)
     for i, r in enumerate(results):
-        check_finite_forecast(r, ["body", "inputs", i])
+        check_finite_forecast(r, (loc or ["body"]) + ["inputs", i])
     for s, r in zip(request.series, results):
         index = {q: i for i, q in enumerate(r.levels)}
         out: dict[str, Any] = {

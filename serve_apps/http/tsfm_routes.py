@@ -62,7 +62,7 @@ async def _forecast_one(svc: Services, payload: Any, loc: list, who: Caller) -> 
     model_id = svc.resolver.resolve(body.model, who.organization, loc + ["model"]).id
     request = tsfm.to_request(body, loc, svc.settings.max_points, svc.settings.max_prediction_length)
     results = await svc.models.forecast(model_id, ForecastCall(request=request))
-    return tsfm.build_response(body, request, results, model_id, started, svc.base.max_context)
+    return tsfm.build_response(body, request, results, model_id, started, svc.base.max_context, loc)
 
 
 async def _batch_item(svc: Services, item: Any, index: int, who: Caller) -> dict:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from serve_apps.auth import Caller
 from serve_apps.dialects import nixtla, nixtla_backtest, nixtla_simulate
+from serve_apps.dialects.numbers import check_finite_answer
 from serve_apps.errors import invalid
 from serve_apps.models.registry import ModelNotFound, ModelStatus, Registry, new_model_id
 from serve_apps.models.resolver import ModelResolver
@@ -52,7 +53,14 @@ class NixtlaTasks:
         self.max_context, self.output_patch_len = max_context, output_patch_len
 
     def prepare(self, task: str, body: BaseModel, caller: Caller) -> Run:
-        return getattr(self, f"_prepare_{task}")(body, caller)
+        run = getattr(self, f"_prepare_{task}")(body, caller)
+
+        async def checked() -> dict:
+            # No 200 carries a null: json would write a NaN forecast as null (or as invalid JSON).
+            out = await run()
+            check_finite_answer(out, ["body", "series", "y"])
+            return out
+        return checked
 
     async def run_stored(self, record: AsyncJobRecord, payload: dict) -> dict:
         """Runs an accepted async job from its stored body (the AsyncJobRunner calls this)."""
