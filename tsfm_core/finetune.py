@@ -70,8 +70,9 @@ class FinetuneConfig:
             raise ValueError(f"loss must be one of {LOSSES}")
         if self.steps < 0:
             raise ValueError("steps must be >= 0")
-        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= MAX_LEARNING_RATE):
-            raise ValueError(f"learning rate must be in (0, {MAX_LEARNING_RATE}]")
+        # 0 is allowed (nothing moves; tests of early stopping use it); the dialects ask for > 0.
+        if not (math.isfinite(self.learning_rate) and 0 <= self.learning_rate <= MAX_LEARNING_RATE):
+            raise ValueError(f"learning rate must be in [0, {MAX_LEARNING_RATE}]")
 
     def to_dict(self) -> dict:
         return asdict(self)

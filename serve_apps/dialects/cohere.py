@@ -97,7 +97,7 @@ def _iso(ts: float | None) -> str | None:
 
 def model_view(record: ModelRecord, job: JobRecord | None) -> dict:
     settings = record.params.get("cohere_settings") or {
-        "base_model": {"name": record.base_model_id, "base_type": "BASE_TYPE_UNSPECIFIED"},
+        "base_model": {"name": record.public_base_model_id, "base_type": "BASE_TYPE_UNSPECIFIED"},
         "dataset_id": job.training_file if job else "",
         "hyperparameters": {"train_epochs": None, "learning_rate": None},
     }

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve_apps.dialects.numbers import Number, OptionalValue, PositiveCount, Value, check_finite_forecast, parse_timestamp
 from serve_apps.errors import ApiError, invalid
+from serve_apps.models.registry import public_id
 from tsfm_core.predict import ForecastRequest, ForecastResult
 from tsfm_core.series import Series
 
@@ -205,7 +206,7 @@ def build_response(body: ForecastBody, request: ForecastRequest, results: list[F
         "object": "forecast",
         "created": int(time.time()),
         "model": body.model,
-        "served_model": served_by,
+        "served_model": public_id(served_by),
         "provider": "tsfm-cluster",
         "horizon": h,
         "prediction_length": h,

@@ -32,7 +32,7 @@ async def list_models(who: Caller = Depends(caller), svc: Services = Depends(ser
     data = [{"id": e.id, "object": "model", "owned_by": "tsfm-cluster", "aliases": list(e.aliases),
              "kind": "base", "max_context_length": svc.base.max_context} for e in CATALOG.entries.values()]
     data += [{"id": r.public_id, "object": "model", "owned_by": r.organization, "kind": "finetuned",
-              "base_model": r.base_model_id, "created": int(r.created_at), "status": r.status}
+              "base_model": r.public_base_model_id, "created": int(r.created_at), "status": r.status}
              for r in svc.registry.list(who.organization)]
     return {"object": "list", "data": data}
 

@@ -76,8 +76,12 @@ class ModelRecord:
 
     @property
     def public_id(self) -> str:
-        """The id its organization knows it by (a client-chosen id is stored scoped: Registry.scoped_id)."""
-        return self.id.partition(SCOPE_SEPARATOR)[0]
+        """The id its organization knows it by (a client-chosen id is stored scoped: scoped_id)."""
+        return public_id(self.id)
+
+    @property
+    def public_base_model_id(self) -> str:
+        return public_id(self.base_model_id)
 
     @classmethod
     def from_row(cls, row) -> "ModelRecord":
@@ -94,6 +98,11 @@ def new_model_id() -> str:
 # Public model ids (Nixtla's pattern, server-made `ft-...`) never contain it, so a scoped id cannot
 # equal a public one.
 SCOPE_SEPARATOR = "."
+
+
+def public_id(stored_id: str) -> str:
+    """A stored id as clients see it (the scope removed; base-model and server-made ids unchanged)."""
+    return stored_id.partition(SCOPE_SEPARATOR)[0]
 
 
 def scoped_id(model_id: str, organization: str) -> str:
