@@ -16,7 +16,12 @@ from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.models.registry import ModelRecord, ModelStatus
 from train_jobs.spec import TrainingSpec
-from tsfm_core.finetune import MAX_LEARNING_RATE, MAX_LORA_ALPHA, FinetuneConfig, LoraConfig
+from tsfm_core.finetune import (
+    MAX_LEARNING_RATE,
+    MAX_LORA_ALPHA,
+    FinetuneConfig,
+    LoraConfig,
+)
 
 LORA_TARGETS = {"LORA_TARGET_MODULES_QV": "QV", "LORA_TARGET_MODULES_QKVO": "QKVO",
                 "LORA_TARGET_MODULES_QKVO_FFN": "QKVO_FFN", "LORA_TARGET_MODULES_UNSPECIFIED": None}

@@ -14,7 +14,15 @@ from typing import Annotated
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from serve_apps.dialects.numbers import Cell, Count, Number, OptionalValue, PositiveCount, check_finite_forecast, check_value
+from serve_apps.dialects.numbers import (
+    Cell,
+    Count,
+    Number,
+    OptionalValue,
+    PositiveCount,
+    check_finite_forecast,
+    check_value,
+)
 from serve_apps.dialects.types import Depth, Loss
 from serve_apps.errors import invalid
 from serve_apps.models.registry import ModelRecord

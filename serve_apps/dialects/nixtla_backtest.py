@@ -19,8 +19,6 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_apps.dialects.numbers import Count, PositiveCount
-
 from serve_apps.dialects.nixtla import (
     MODEL_ID_PATTERN,
     Depth,
@@ -31,6 +29,7 @@ from serve_apps.dialects.nixtla import (
     check_series,
     level_index,
 )
+from serve_apps.dialects.numbers import Count, PositiveCount
 from serve_apps.errors import invalid
 from tsfm_core import backtest
 from tsfm_core.backtest import Backtest, Window, WindowError

@@ -11,7 +11,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve_apps.dialects.nixtla import MODEL_ID_PATTERN, NixtlaForecastBody, NixtlaSeries
+from serve_apps.dialects.nixtla import (
+    MODEL_ID_PATTERN,
+    NixtlaForecastBody,
+    NixtlaSeries,
+)
 from serve_apps.dialects.numbers import Number, PositiveCount
 from serve_apps.errors import invalid
 from tsfm_core import simulate

@@ -18,7 +18,12 @@ from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.storage.files import FileRecord
 from train_jobs.spec import TrainingSpec
-from tsfm_core.finetune import MAX_LEARNING_RATE, MAX_LORA_ALPHA, FinetuneConfig, LoraConfig
+from tsfm_core.finetune import (
+    MAX_LEARNING_RATE,
+    MAX_LORA_ALPHA,
+    FinetuneConfig,
+    LoraConfig,
+)
 
 AUTO_EPOCHS, AUTO_BATCH, BASE_LR = 3, 32, 1e-3
 MAX_LR_MULTIPLIER = MAX_LEARNING_RATE / BASE_LR

@@ -10,12 +10,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve_apps.dialects.numbers import Number, OptionalValue, PositiveCount, Value, check_finite_forecast, parse_timestamp
+from serve_apps.dialects.numbers import (
+    Number,
+    OptionalValue,
+    PositiveCount,
+    Value,
+    check_finite_forecast,
+    parse_timestamp,
+)
 from serve_apps.errors import ApiError, invalid
 from serve_apps.models.registry import public_id
 from tsfm_core.predict import ForecastRequest, ForecastResult
 from tsfm_core.series import Series
-
 
 
 class SeriesInput(BaseModel):

@@ -12,7 +12,11 @@ from serve_apps.errors import install_error_handlers
 from serve_apps.http import cohere_routes, nixtla_routes, openai_routes, tsfm_routes
 from serve_apps.http.guards import CallerGate, JsonGuard
 from serve_apps.http.middleware import BodyMiddleware
-from serve_apps.limits import DEFAULT_RATE_PER_MINUTE, RateLimiter, install_limit_handler
+from serve_apps.limits import (
+    DEFAULT_RATE_PER_MINUTE,
+    RateLimiter,
+    install_limit_handler,
+)
 from serve_apps.services import Services
 
 ROUTERS = (tsfm_routes.router, nixtla_routes.router, openai_routes.router, cohere_routes.router)

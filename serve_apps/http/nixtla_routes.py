@@ -18,7 +18,11 @@ from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
 from serve_apps.models.catalog import CATALOG
 from serve_apps.models.registry import ModelNotFound, new_model_id
 from serve_apps.nixtla import tasks
-from serve_apps.nixtla.async_store import AsyncJobFinished, AsyncJobNotFound, AsyncJobStatus
+from serve_apps.nixtla.async_store import (
+    AsyncJobFinished,
+    AsyncJobNotFound,
+    AsyncJobStatus,
+)
 from serve_apps.services import Services
 
 router = APIRouter()

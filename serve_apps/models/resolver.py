@@ -11,7 +11,13 @@ from pathlib import Path
 
 from serve_apps.errors import ApiError, invalid, not_found
 from serve_apps.models.catalog import CATALOG, Catalog
-from serve_apps.models.registry import ModelNotFound, ModelRecord, ModelStatus, Registry, scoped_id
+from serve_apps.models.registry import (
+    ModelNotFound,
+    ModelRecord,
+    ModelStatus,
+    Registry,
+    scoped_id,
+)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,12 @@ from serve_apps.auth import Caller
 from serve_apps.dialects import nixtla, nixtla_backtest, nixtla_simulate
 from serve_apps.dialects.numbers import check_finite_answer
 from serve_apps.errors import invalid
-from serve_apps.models.registry import ModelNotFound, ModelStatus, Registry, new_model_id
+from serve_apps.models.registry import (
+    ModelNotFound,
+    ModelStatus,
+    Registry,
+    new_model_id,
+)
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.nixtla.async_store import AsyncJobRecord
 from serve_apps.replica.calls import FinetuneCall, ForecastCall, ModelClient

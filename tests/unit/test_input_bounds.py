@@ -12,7 +12,13 @@ from serve_apps.dialects import cohere, nixtla, nixtla_backtest, openai, tsfm
 from serve_apps.dialects.numbers import MAX_ABS_VALUE, check_finite_forecast
 from serve_apps.errors import ApiError
 from serve_apps.storage.files import FileRecord, InvalidFile, parse_series_file
-from tsfm_core.finetune import FinetuneConfig, LoraConfig, NonFiniteTraining, make_optimizer, train_step
+from tsfm_core.finetune import (
+    FinetuneConfig,
+    LoraConfig,
+    NonFiniteTraining,
+    make_optimizer,
+    train_step,
+)
 from tsfm_core.model import SIZES, PatchTransformer, init_weights
 from tsfm_core.predict import ForecastResult
 from tsfm_core.windows import sample_batch
