@@ -25,7 +25,7 @@ def main() -> None:
                    help="as in a Serve replica, where Ray sets OMP_NUM_THREADS from the replica's CPUs")
     args = p.parse_args()
     torch.set_num_threads(args.torch_threads)
-    uvicorn.run(standalone_api(Settings(home=args.home)), host=args.host, port=args.port, log_level="warning", lifespan="off")
+    uvicorn.run(standalone_api(Settings(home=args.home)), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

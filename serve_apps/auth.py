@@ -20,7 +20,13 @@ class Caller:
 
 
 def authenticate(request: Request, keys: dict[str, str]) -> Caller:
-    header = request.headers.get("authorization", "")
+    return authenticate_header(request.headers.get("authorization", ""), keys)
+
+
+def authenticate_header(header: str, keys: dict[str, str]) -> Caller:
+    """The caller an `Authorization` header names; raises a 401 ApiError when keys are set and it is
+    missing or unknown. Used by the `caller` dependency and by the gate that runs before any body
+    is parsed (serve_apps.http.guards), so both decide alike."""
     scheme, _, token = header.partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     if not keys:

@@ -51,7 +51,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, model_server=None, job_manager=None, metrics: ServingMetrics | None = None,
-              ) -> "Services":
+              start_runner: bool = True) -> "Services":
         """Connects the stores and wires the services; starts this replica's async job runner.
 
         `model_server` (a ModelServer handle) takes bulk forecasts and fine-tunes; `job_manager` (a
@@ -68,7 +68,8 @@ class Services:
         nixtla = NixtlaTasks(settings, registry, resolver, models, base.max_context, base.output_patch_len)
         async_jobs = AsyncJobStore(settings.database_url, settings.artifact_dir)
         runner = AsyncJobRunner(async_jobs, nixtla, settings.async_jobs_per_replica)
-        runner.start()
+        if start_runner:  # needs the running event loop (a Serve replica's constructor has one)
+            runner.start()
         return cls(settings=settings, keys=settings.api_key_map(), base=base, registry=registry, resolver=resolver,
                    files=FileStore(settings.database_url, settings.artifact_dir), jobs=jobs, models=models,
                    finetuning=FinetuningService(settings, registry, jobs, resolver, job_manager), nixtla=nixtla,

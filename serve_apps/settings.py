@@ -17,6 +17,11 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _env_optional_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else None
+
+
 @dataclass
 class Settings:
     home: str = field(default_factory=lambda: str(_home()))
@@ -70,6 +75,11 @@ class Settings:
     # Nixtla async jobs one ingress replica runs at once (the rest wait, pending, in the database).
     async_jobs_per_replica: int = field(default_factory=lambda: _env_int("TSFM_ASYNC_JOBS_PER_REPLICA", 2))
 
+    # Per-organization limits (serve_apps.limits): None = on with its default when API keys are set,
+    # off in single-user mode; 0 = off.
+    rate_limit_per_minute: int | None = field(default_factory=lambda: _env_optional_int("TSFM_RATE_LIMIT_PER_MINUTE"))
+    max_concurrent_jobs: int | None = field(default_factory=lambda: _env_optional_int("TSFM_MAX_CONCURRENT_JOBS"))
+
     def __post_init__(self) -> None:
         home = Path(self.home)
         self.database_url = self.database_url or os.environ.get("TSFM_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
@@ -82,6 +92,12 @@ class Settings:
     def api_key_map(self) -> dict[str, str]:
         pairs = [p.split("=", 1) for p in self.api_keys.split(",") if p.strip()]
         return {k.strip(): (v.strip() if len(v) else "default") for k, v in ((p + [""])[:2] for p in pairs)}
+
+    def limit(self, value: int | None, default: int) -> int:
+        """A per-organization limit as configured, or its default: on with API keys, off without."""
+        if value is not None:
+            return value
+        return default if self.api_key_map() else 0
 
     def to_dict(self) -> dict:
         return asdict(self)

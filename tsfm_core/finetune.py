@@ -15,6 +15,16 @@ from tsfm_core.losses import LOSSES, get_loss
 from tsfm_core.model import PatchTransformer
 from tsfm_core.windows import TrainingBatch, sample_batch
 
+# Documented hyperparameter bounds (the dialects answer a 422 beyond them): past these a LoRA
+# update or an AdamW step is large enough to push weights to inf in a few steps.
+MAX_LORA_ALPHA = 1024
+MAX_LEARNING_RATE = 0.1
+
+
+class NonFiniteTraining(RuntimeError):
+    """The loss or the trained weights went inf/NaN: the run fails instead of saving a model of nulls."""
+
+
 LORA_TARGETS = {
     "QV": ("q_proj", "v_proj"),
     "QKVO": ("q_proj", "k_proj", "v_proj", "o_proj"),
@@ -33,6 +43,8 @@ class LoraConfig:
             raise ValueError(f"LoRA targets must be one of {sorted(LORA_TARGETS)}")
         if self.rank < 1:
             raise ValueError("LoRA rank must be >= 1")
+        if not (math.isfinite(self.alpha) and 0 < self.alpha <= MAX_LORA_ALPHA):
+            raise ValueError(f"LoRA alpha must be in (0, {MAX_LORA_ALPHA}]")
 
 
 @dataclass
@@ -58,6 +70,9 @@ class FinetuneConfig:
             raise ValueError(f"loss must be one of {LOSSES}")
         if self.steps < 0:
             raise ValueError("steps must be >= 0")
+        # 0 is allowed (nothing moves; tests of early stopping use it); the dialects ask for > 0.
+        if not (math.isfinite(self.learning_rate) and 0 <= self.learning_rate <= MAX_LEARNING_RATE):
+            raise ValueError(f"learning rate must be in [0, {MAX_LEARNING_RATE}]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +135,11 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Traini
 
     `autocast_dtype` (e.g. torch.bfloat16 on a GPU) runs the forward in mixed precision; the loss
     is always computed in float32 because the pinball terms of small errors underflow in bf16.
+
+    Raises NonFiniteTraining when the loss or a trained weight is no longer finite. It is checked
+    here, the step every trainer shares (the in-replica finetune and the Ray Train loop), and after
+    the update: weights are all-reduced, so every worker sees the same verdict and none waits on
+    a collective the others left. A checkpoint saved after a step that returned is sound.
     """
     model.train()
     cfg = getattr(model, "module", model).config
@@ -134,12 +154,25 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Traini
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
     optimizer.step()
-    return float(loss.item())
+    value = float(loss.item())
+    if not math.isfinite(value):
+        raise NonFiniteTraining(f"training loss is {value}; lower the learning rate or lora_alpha, "
+                                "or rescale the data")
+    check_finite_weights(model)
+    return value
 
 
 def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """Raises NonFiniteTraining if any trained tensor holds inf/NaN (frozen ones cannot change)."""
+    for name, p in model.named_parameters():
+        if p.requires_grad and not torch.isfinite(p).all():
+            raise NonFiniteTraining(f"trained weight {name} is not finite; "
+                                    "lower the learning rate or lora_alpha, or rescale the data")
 
 
 @dataclass
@@ -172,6 +205,8 @@ def run_finetune(model: PatchTransformer, series: list[np.ndarray], cfg: Finetun
     """Trains in place (already prepared with `prepare_for_finetune`), yielding after every step.
 
     Callers checkpoint or report between steps; the generator stops at `cfg.steps` or early stop.
+    Raises NonFiniteTraining when a step's loss or the trained weights stop being finite, so no
+    caller (the in-replica finetune, the Ray Train job) can save and mark ready a broken model.
     """
     optimizer = optimizer or make_optimizer(model, cfg.learning_rate)
     rng = np.random.default_rng(cfg.seed + start_step)

@@ -16,6 +16,10 @@ import torch
 # only destabilise attention.
 SCALED_CLIP = 50.0
 MIN_SCALE = 1e-6
+# The largest |value| the model accepts in a context or covariate. The scaler sums deviations and
+# the inverse multiplies by up to SCALED_CLIP scales, in float32 (max 3.4e38): a context of 4,096
+# values within 1e30 stays finite through both. Servers refuse larger values before they get here.
+MAX_ABS_INPUT = 1e30
 
 
 @dataclass

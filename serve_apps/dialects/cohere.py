@@ -11,10 +11,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_apps.dialects.numbers import Number, PositiveCount
+from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.models.registry import ModelRecord, ModelStatus
 from train_jobs.spec import TrainingSpec
-from tsfm_core.finetune import FinetuneConfig, LoraConfig
+from tsfm_core.finetune import (
+    MAX_LEARNING_RATE,
+    MAX_LORA_ALPHA,
+    FinetuneConfig,
+    LoraConfig,
+)
 
 LORA_TARGETS = {"LORA_TARGET_MODULES_QV": "QV", "LORA_TARGET_MODULES_QKVO": "QKVO",
                 "LORA_TARGET_MODULES_QKVO_FFN": "QKVO_FFN", "LORA_TARGET_MODULES_UNSPECIFIED": None}
@@ -37,13 +44,13 @@ class BaseModelSettings(BaseModel):
 class CohereHyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    train_epochs: int | None = Field(default=None, ge=1, le=100)
-    learning_rate: float | None = Field(default=None, gt=0, le=1)
-    train_batch_size: int | None = Field(default=None, ge=1, le=1024)
-    early_stopping_patience: int | None = Field(default=None, ge=1)
-    early_stopping_threshold: float | None = Field(default=None, ge=0)
-    lora_rank: int | None = Field(default=None, ge=1, le=256)
-    lora_alpha: int | None = Field(default=None, ge=1)
+    train_epochs: PositiveCount | None = Field(default=None, le=100)
+    learning_rate: Number | None = Field(default=None, gt=0, le=MAX_LEARNING_RATE)
+    train_batch_size: PositiveCount | None = Field(default=None, le=1024)
+    early_stopping_patience: PositiveCount | None = Field(default=None, le=10_000)
+    early_stopping_threshold: Number | None = Field(default=None, ge=0)
+    lora_rank: PositiveCount | None = Field(default=None, le=256)
+    lora_alpha: PositiveCount | None = Field(default=None, le=MAX_LORA_ALPHA)
     lora_target_modules: Literal["LORA_TARGET_MODULES_QKVO", "LORA_TARGET_MODULES_QV", "LORA_TARGET_MODULES_QKVO_FFN",
                                  "LORA_TARGET_MODULES_UNSPECIFIED"] | None = None
 
@@ -67,10 +74,17 @@ class FinetunedModelBody(BaseModel):
 
 
 def training_spec(body: FinetunedModelBody, base_model: str, n_windows: int, max_steps: int) -> TrainingSpec:
+    """Epochs -> optimizer steps; explicit epochs that need more than `max_steps` are a 422, never
+    silently shortened (only the default of 3 epochs is fitted into the limit)."""
     h = body.settings.hyperparameters or CohereHyperparameters()
     batch = h.train_batch_size or 32
     epochs = h.train_epochs or 3
-    steps = min(max_steps, epochs * max(1, -(-n_windows // batch)))
+    steps = epochs * max(1, -(-n_windows // batch))
+    if steps > max_steps:
+        if h.train_epochs is not None:
+            raise invalid(["body", "settings", "hyperparameters", "train_epochs"],
+                          f"{epochs} epochs of this dataset take {steps} steps; the limit is {max_steps}")
+        steps = max_steps
     targets = LORA_TARGETS[h.lora_target_modules or "LORA_TARGET_MODULES_UNSPECIFIED"]
     lora_rank = h.lora_rank or (8 if targets else None)
     lora = LoraConfig(rank=lora_rank, alpha=float(h.lora_alpha or 16), targets=targets or "QV") if lora_rank else None
@@ -88,13 +102,13 @@ def _iso(ts: float | None) -> str | None:
 
 def model_view(record: ModelRecord, job: JobRecord | None) -> dict:
     settings = record.params.get("cohere_settings") or {
-        "base_model": {"name": record.base_model_id, "base_type": "BASE_TYPE_UNSPECIFIED"},
+        "base_model": {"name": record.public_base_model_id, "base_type": "BASE_TYPE_UNSPECIFIED"},
         "dataset_id": job.training_file if job else "",
         "hyperparameters": {"train_epochs": None, "learning_rate": None},
     }
     return {
-        "id": record.id,
-        "name": record.params.get("name", record.id),
+        "id": record.public_id,
+        "name": record.params.get("name", record.public_id),
         "creator_id": record.created_by,
         "organization_id": record.organization,
         "settings": settings,
@@ -117,7 +131,10 @@ def step_metric_view(e: EventRecord) -> dict:
 
 def token_page(items: list, page_size: int | None, page_token: str | None) -> tuple[list, str | None]:
     """Manual pagination by offset tokens, as the Cohere API does it with next_page_token."""
-    start = int(page_token) if page_token and page_token.isdigit() else 0
+    if page_token and not (page_token.isascii() and page_token.isdigit()):
+        # str.isdigit accepts '²' and other Unicode digits that int() rejects.
+        raise invalid(["query", "page_token"], "must be a next_page_token from a previous page")
+    start = int(page_token) if page_token else 0
     size = page_size or 50
     chunk = items[start : start + size]
     return chunk, (str(start + size) if start + size < len(items) else None)

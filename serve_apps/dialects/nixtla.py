@@ -9,10 +9,20 @@ request sent the level, which is what the SDK's column naming relies on.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from serve_apps.dialects.numbers import (
+    Cell,
+    Count,
+    Number,
+    OptionalValue,
+    PositiveCount,
+    check_finite_forecast,
+    check_value,
+)
 from serve_apps.dialects.types import Depth, Loss
 from serve_apps.errors import invalid
 from serve_apps.models.registry import ModelRecord
@@ -24,13 +34,26 @@ from tsfm_core.series import Series
 MODEL_ID_PATTERN = r"^[a-zA-Z0-9\-_]{1,36}$"
 
 
+def _level(level: float) -> float:
+    """A prediction-interval level in [0, 100) whose interval bounds stay strictly inside (0, 1)."""
+    if not 0 <= level < 100:
+        raise ValueError("levels must be in [0, 100)")
+    lo, hi = level_bounds(level)
+    if not 0 < lo <= hi < 1:  # 99.99999999999999 rounds its upper quantile to exactly 1
+        raise ValueError(f"level {level} is too close to 100 to be represented; use at most 99.9999")
+    return level
+
+
+Level = Annotated[Number, AfterValidator(_level)]
+
+
 class NixtlaSeries(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    y: list[float | None] = Field(min_length=1)
-    sizes: list[int] = Field(min_length=1)
-    X: list[list[float | str | None]] | None = None
-    X_future: list[list[float | str | None]] | None = None
+    y: list[OptionalValue] = Field(min_length=1)
+    sizes: list[Count] = Field(min_length=1)
+    X: list[list[Cell]] | None = None
+    X_future: list[list[Cell]] | None = None
     start_datetime: list[str] | None = None
     categorical_exog: list[int] | None = None
 
@@ -48,11 +71,11 @@ class NixtlaForecastBody(BaseModel):
 
     series: NixtlaSeries
     model: str = "timegpt-1"
-    h: int = Field(ge=1)
+    h: PositiveCount
     freq: str | None = None
     clean_ex_first: bool = True
-    level: list[int | float] | None = None
-    finetune_steps: int = Field(default=0, ge=0)
+    level: list[Level] | None = None
+    finetune_steps: Count = Field(default=0, ge=0)
     finetune_depth: Depth = 1
     finetune_loss: Loss = "default"
     finetuned_model_id: str | None = Field(default=None, pattern=MODEL_ID_PATTERN)
@@ -68,7 +91,7 @@ class NixtlaFinetuneBody(BaseModel):
     series: NixtlaSeries
     freq: str
     model: str = "timegpt-1"
-    finetune_steps: int = Field(default=10, gt=0)
+    finetune_steps: Count = Field(default=10, gt=0)
     finetune_loss: Loss = "default"
     finetune_depth: Depth = 1
     output_model_id: str | None = Field(default=None, pattern=MODEL_ID_PATTERN)
@@ -81,10 +104,14 @@ def split_series(series: NixtlaSeries) -> list[np.ndarray]:
 
 
 def _numeric_rows(rows: list[list], loc: list) -> np.ndarray:
-    try:
-        return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise invalid(loc, "categorical (string) exogenous features are not supported; encode them as numbers") from None
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            if isinstance(v, str):
+                raise invalid(loc + [i, j], "categorical (string) exogenous features are not supported; "
+                                            "encode them as numbers")
+            if v is not None:
+                check_value(v)  # already checked by `Value`; kept so rows from elsewhere obey it too
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)
 
 
 def level_quantiles(levels: list[int | float]) -> list[float]:
@@ -115,8 +142,10 @@ def check_series(body: BaseModel) -> list[np.ndarray]:
 
 def check_levels(levels: list[int | float] | None) -> None:
     for i, lvl in enumerate(levels or []):
-        if not 0 <= lvl < 100:
-            raise invalid(["body", "level", i], "levels must be in [0, 100)")
+        try:
+            _level(lvl)
+        except ValueError as exc:
+            raise invalid(["body", "level", i], str(exc)) from None
 
 
 def to_forecast_request(body: NixtlaForecastBody, max_horizon: int) -> ForecastRequest:
@@ -162,6 +191,8 @@ def _key(level: int | float) -> str:
 
 
 def forecast_response(body: NixtlaForecastBody, results: list[ForecastResult]) -> dict:
+    for i, r in enumerate(results):
+        check_finite_forecast(r, ["body", "series", "y"], f"series {i}")
     mean = np.concatenate([r.median[:, 0] for r in results]).tolist()
     intervals = None
     if body.level:
@@ -203,11 +234,11 @@ def finetune_config(body: NixtlaFinetuneBody, max_steps: int) -> FinetuneConfig:
 
 def finetuned_model_view(record: ModelRecord) -> dict:
     return {
-        "id": record.id,
+        "id": record.public_id,
         "created_at": dt.datetime.fromtimestamp(record.created_at, tz=dt.timezone.utc).isoformat(),
         "created_by": record.created_by,
-        "base_model_id": record.base_model_id,
-        "model": record.params.get("requested_model", record.base_model_id),
+        "base_model_id": record.public_base_model_id,
+        "model": record.params.get("requested_model", record.public_base_model_id),
         "freq": record.freq or "",
         "steps": record.steps,
         "depth": record.depth,

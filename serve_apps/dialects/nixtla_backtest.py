@@ -22,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve_apps.dialects.nixtla import (
     MODEL_ID_PATTERN,
     Depth,
+    Level,
     Loss,
     NixtlaSeries,
     check_levels,
     check_series,
     level_index,
 )
+from serve_apps.dialects.numbers import Count, PositiveCount
 from serve_apps.errors import invalid
 from tsfm_core import backtest
 from tsfm_core.backtest import Backtest, Window, WindowError
@@ -47,7 +49,7 @@ class _Common(BaseModel):
 
 
 class _Finetunable(_Common):
-    finetune_steps: int = Field(default=0, ge=0)
+    finetune_steps: Count = Field(default=0, ge=0)
     finetune_depth: Depth = 1
     finetune_loss: Loss = "default"
     refit: bool = False
@@ -56,24 +58,24 @@ class _Finetunable(_Common):
 
 
 class CrossValidationBody(_Finetunable):
-    h: int = Field(ge=1)
-    n_windows: int = Field(default=1, ge=1)
-    step_size: int | None = Field(default=None, ge=1)
-    level: list[int | float] | None = None
+    h: PositiveCount
+    n_windows: PositiveCount = 1
+    step_size: PositiveCount | None = None
+    level: list[Level] | None = None
     full_history: bool = False
 
 
 class AnomalyDetectionBody(_Common):
     # int | float keeps a level sent as 99 spelled "99" in the interval keys the SDK names columns by.
-    level: int | float = Field(default=99, gt=0, lt=100)
+    level: Level = Field(default=99, gt=0)
 
 
 class OnlineAnomalyDetectionBody(_Finetunable):
-    h: int = Field(ge=1)
-    detection_size: int = Field(ge=1)
+    h: PositiveCount
+    detection_size: PositiveCount
     threshold_method: Literal["univariate", "multivariate"] = "univariate"
-    level: int | float = Field(default=99, gt=0, lt=100)
-    step_size: int | None = Field(default=None, ge=1)
+    level: Level = Field(default=99, gt=0)
+    step_size: PositiveCount | None = None
 
 
 def _check_windows(windows: list[Window], max_windows: int, loc: list) -> list[Window]:

@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve_apps.dialects.nixtla import MODEL_ID_PATTERN, NixtlaForecastBody, NixtlaSeries
+from serve_apps.dialects.nixtla import (
+    MODEL_ID_PATTERN,
+    NixtlaForecastBody,
+    NixtlaSeries,
+)
+from serve_apps.dialects.numbers import Number, PositiveCount
 from serve_apps.errors import invalid
 from tsfm_core import simulate
 from tsfm_core.backtest import Window
@@ -26,10 +31,10 @@ class SimulateBody(BaseModel):
 
     series: NixtlaSeries
     model: str = "timegpt-1"
-    h: int = Field(ge=1)
+    h: PositiveCount
     freq: str | None = None
-    n_paths: int = Field(default=100, ge=1, le=10_000)
-    quantiles: list[float] | None = Field(default=None, min_length=2, max_length=200)
+    n_paths: PositiveCount = Field(default=100, le=10_000)
+    quantiles: list[Number] | None = Field(default=None, min_length=2, max_length=200)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     finetuned_model_id: str | None = Field(default=None, pattern=MODEL_ID_PATTERN)
     clean_ex_first: bool = True

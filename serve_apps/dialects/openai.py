@@ -12,27 +12,35 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_apps.dialects.numbers import Number, PositiveCount
 from serve_apps.dialects.types import Depth, LoraTargets, Loss
+from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.storage.files import FileRecord
 from train_jobs.spec import TrainingSpec
-from tsfm_core.finetune import FinetuneConfig, LoraConfig
+from tsfm_core.finetune import (
+    MAX_LEARNING_RATE,
+    MAX_LORA_ALPHA,
+    FinetuneConfig,
+    LoraConfig,
+)
 
 AUTO_EPOCHS, AUTO_BATCH, BASE_LR = 3, 32, 1e-3
+MAX_LR_MULTIPLIER = MAX_LEARNING_RATE / BASE_LR
 Auto = Literal["auto"]
 
 
 class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    n_epochs: Annotated[int, Field(ge=1, le=100)] | Auto = "auto"
-    batch_size: Annotated[int, Field(ge=1, le=1024)] | Auto = "auto"
-    learning_rate_multiplier: Annotated[float, Field(gt=0, le=100)] | Auto = "auto"
-    steps: int | None = Field(default=None, ge=1)
+    n_epochs: Annotated[PositiveCount, Field(le=100)] | Auto = "auto"
+    batch_size: Annotated[PositiveCount, Field(le=1024)] | Auto = "auto"
+    learning_rate_multiplier: Annotated[Number, Field(gt=0, le=MAX_LR_MULTIPLIER)] | Auto = "auto"
+    steps: PositiveCount | None = None  # <= the server's max_job_steps, checked in training_spec
     finetune_depth: Depth = 1
     finetune_loss: Loss = "default"
-    lora_rank: int | None = Field(default=None, ge=1, le=256)
-    lora_alpha: float = Field(default=16.0, gt=0)
+    lora_rank: PositiveCount | None = Field(default=None, le=256)
+    lora_alpha: Number = Field(default=16.0, gt=0, le=MAX_LORA_ALPHA)
     lora_target_modules: LoraTargets = "QV"
 
 
@@ -63,16 +71,32 @@ class JobCreate(BaseModel):
             return self.method.supervised.hyperparameters
         return self.hyperparameters or Hyperparameters()
 
+    def hyperparameters_loc(self) -> list:
+        """Where the hyperparameters that apply were sent (errors name the field there)."""
+        if self.method and self.method.supervised:
+            return ["body", "method", "supervised", "hyperparameters"]
+        return ["body", "hyperparameters"]
+
 
 def training_spec(h: Hyperparameters, file: FileRecord, base_model: str, seed: int, output_patch_len: int,
-                  max_steps: int) -> TrainingSpec:
-    """Resolves 'auto' values and turns epochs into optimizer steps."""
+                  max_steps: int, loc: list | None = None) -> TrainingSpec:
+    """Resolves 'auto' values and turns epochs into optimizer steps.
+
+    Steps the client asked for (`steps`, or explicit `n_epochs`) beyond `max_steps` are a 422 naming
+    the field, never silently shortened; only an 'auto' epoch count is fitted into the limit.
+    """
+    loc = loc or ["body", "hyperparameters"]
     batch = AUTO_BATCH if h.batch_size == "auto" else h.batch_size
     epochs = AUTO_EPOCHS if h.n_epochs == "auto" else h.n_epochs
     multiplier = 1.0 if h.learning_rate_multiplier == "auto" else h.learning_rate_multiplier
     windows = max(file.n_series, file.n_points // output_patch_len)
     steps = h.steps or epochs * max(1, math.ceil(windows / batch))
-    steps = min(steps, max_steps)
+    if steps > max_steps:
+        if h.steps is not None or h.n_epochs != "auto":
+            field = "steps" if h.steps is not None else "n_epochs"
+            raise invalid(loc + [field], f"asks for {steps} optimizer steps; the limit is {max_steps}",
+                          "less_than_equal")
+        steps = max_steps
     lora = LoraConfig(rank=h.lora_rank, alpha=h.lora_alpha, targets=h.lora_target_modules) if h.lora_rank else None
     finetune = FinetuneConfig(steps=steps, depth=h.finetune_depth, loss=h.finetune_loss,
                               learning_rate=BASE_LR * multiplier, batch_size=batch, lora=lora, seed=seed)

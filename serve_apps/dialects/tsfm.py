@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from typing import Any
@@ -11,21 +10,28 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from serve_apps.dialects.numbers import (
+    Number,
+    OptionalValue,
+    PositiveCount,
+    Value,
+    check_finite_forecast,
+    parse_timestamp,
+)
 from serve_apps.errors import ApiError, invalid
+from serve_apps.models.registry import public_id
 from tsfm_core.predict import ForecastRequest, ForecastResult
 from tsfm_core.series import Series
-
-Number = float | None
 
 
 class SeriesInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    target: list[list[Number]]
+    target: list[list[OptionalValue]]
     start: str | None = None
-    past_covariates: dict[str, list[Number]] = Field(default_factory=dict)
-    future_covariates: dict[str, list[float]] = Field(default_factory=dict)
-    static_covariates: dict[str, float] = Field(default_factory=dict)
+    past_covariates: dict[str, list[OptionalValue]] = Field(default_factory=dict)
+    future_covariates: dict[str, list[Value]] = Field(default_factory=dict)
+    static_covariates: dict[str, Value] = Field(default_factory=dict)
     metadata: Any = None
 
     @field_validator("target", mode="before")
@@ -37,7 +43,7 @@ class SeriesInput(BaseModel):
 
     @field_validator("target")
     @classmethod
-    def _rectangular(cls, v: list[list[Number]]) -> list[list[Number]]:
+    def _rectangular(cls, v: list[list[float | None]]) -> list[list[float | None]]:
         if not v:
             raise ValueError("target must contain at least one time step")
         width = len(v[0])
@@ -48,22 +54,20 @@ class SeriesInput(BaseModel):
                 raise ValueError(f"target row {i} has {len(row)} channels, row 0 has {width}")
         if all(x is None for row in v for x in row):
             raise ValueError("target has no observed values (all null)")
-        if any(x is not None and not math.isfinite(x) for row in v for x in row):
-            raise ValueError("target values must be finite numbers or null")
         return v
 
 
 class ForecastParameters(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    prediction_length: int = Field(ge=1)
+    prediction_length: PositiveCount
     frequency: str | None = None
-    quantile_levels: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=99)
-    num_samples: int | None = Field(default=None, ge=1, le=1000)
-    context_length: int | None = Field(default=None, ge=1)
-    sensitivity: float | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    quantile_levels: list[Number] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=99)
+    num_samples: PositiveCount | None = Field(default=None, le=1000)
+    context_length: PositiveCount | None = None
+    sensitivity: Number | None = None
+    temperature: Number | None = None
+    top_p: Number | None = None
 
     @field_validator("quantile_levels")
     @classmethod
@@ -100,14 +104,22 @@ def parse_forecast(body: Any) -> ForecastBody:
     return ForecastBody.model_validate(body)
 
 
-def _parse_start(value: str, loc: list) -> pd.Timestamp:
+def _parse_start(value: str, loc: list, periods: int, freq: str | None) -> pd.Timestamp:
+    """The series' start; with a frequency, its last forecast step must be a valid date too."""
     try:
-        return pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise invalid(loc, f"{value!r} is not an ISO date/time") from None
+        start = parse_timestamp(value)
+    except ValueError as exc:
+        raise invalid(loc, str(exc)) from None
+    if freq is not None:
+        try:  # e.g. 2262-04-10 daily: the forecast's dates would run past pandas' last date
+            pd.date_range(start, periods=periods, freq=freq)
+        except (ValueError, OverflowError):
+            raise invalid(loc, f"the forecast's dates from {value!r} at frequency {freq!r} run past "
+                               f"{pd.Timestamp.max.date()}, the last supported date") from None
+    return start
 
 
-def _as_array(values: list[Number]) -> np.ndarray:
+def _as_array(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
@@ -141,7 +153,8 @@ def to_request(body: ForecastBody, loc: list, max_points: int, max_horizon: int)
         names = [n for n in s.future_covariates if n in s.past_covariates]
         past = np.stack([_as_array(s.past_covariates[n]) for n in names], axis=1) if names else None
         future = np.stack([np.asarray(s.future_covariates[n][:h], dtype=np.float64) for n in names], axis=1) if names else None
-        start = _parse_start(s.start, here + ["start"]) if s.start is not None else None
+        start = (_parse_start(s.start, here + ["start"], t + h, params.frequency)
+                 if s.start is not None else None)
         series.append(Series(values=values, start=start, freq=params.frequency, past_covariates=past,
                              future_covariates=future, covariate_names=names,
                              static_covariates=dict(s.static_covariates), metadata=s.metadata))
@@ -166,12 +179,15 @@ def _samples(result: ForecastResult, n: int, rng: np.random.Generator) -> list:
 
 
 def build_response(body: ForecastBody, request: ForecastRequest, results: list[ForecastResult],
-                   served_by: str, started: float, max_context: int) -> dict:
+                   served_by: str, started: float, max_context: int, loc: list | None = None) -> dict:
+    """The 200 body; `loc` is where this request sits in the HTTP body (a batch item's place)."""
     params = body.parameters
     wanted = params.quantile_levels
     h = params.prediction_length
     outputs = []
     rng = np.random.default_rng(0)
+    for i, r in enumerate(results):
+        check_finite_forecast(r, (loc or ["body"]) + ["inputs", i])
     for s, r in zip(request.series, results):
         index = {q: i for i, q in enumerate(r.levels)}
         out: dict[str, Any] = {
@@ -196,7 +212,7 @@ def build_response(body: ForecastBody, request: ForecastRequest, results: list[F
         "object": "forecast",
         "created": int(time.time()),
         "model": body.model,
-        "served_model": served_by,
+        "served_model": public_id(served_by),
         "provider": "tsfm-cluster",
         "horizon": h,
         "prediction_length": h,

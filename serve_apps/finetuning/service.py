@@ -12,6 +12,7 @@ from serve_apps.auth import Caller
 from serve_apps.errors import ApiError, not_found
 from serve_apps.finetuning.manager import job_dir
 from serve_apps.finetuning.store import JobNotFound, JobRecord, JobStore
+from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
 from serve_apps.models.registry import ModelStatus, Registry, new_model_id
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.settings import Settings
@@ -41,6 +42,8 @@ class FinetuningService:
 
     def _create(self, caller: Caller, source: str, requested_model: str, spec: TrainingSpec, file: FileRecord,
                 validation_file: str | None, request: dict, model_params: dict) -> JobRecord:
+        check_job_quota(self.jobs.engine, caller.organization,
+                        self.settings.limit(self.settings.max_concurrent_jobs, DEFAULT_CONCURRENT_JOBS))
         model_id = new_model_id()
         ft = spec.finetune
         self.registry.add(model_id=model_id, organization=caller.organization, base_model_id=spec.base_model,

@@ -10,8 +10,14 @@ from fastapi import FastAPI
 
 from serve_apps.errors import install_error_handlers
 from serve_apps.http import cohere_routes, nixtla_routes, openai_routes, tsfm_routes
+from serve_apps.http.guards import CallerGate, JsonGuard
 from serve_apps.http.middleware import BodyMiddleware
 from serve_apps.http.observe import MetricsMiddleware, install_overload_handler
+from serve_apps.limits import (
+    DEFAULT_RATE_PER_MINUTE,
+    RateLimiter,
+    install_limit_handler,
+)
 from serve_apps.replica.metrics import ServingMetrics
 from serve_apps.services import Services
 from serve_apps.settings import Settings
@@ -25,22 +31,24 @@ def create_api(services: Services) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     install_overload_handler(app)
+    install_limit_handler(app)
+    # Starlette runs the last added outermost: metrics -> gate (auth, rate) -> size/decoding -> JSON checks.
+    app.add_middleware(JsonGuard)
     app.add_middleware(BodyMiddleware, max_bytes=services.settings.max_body_bytes)
+    settings = services.settings
+    app.add_middleware(CallerGate, keys=services.keys,
+                       limiter=RateLimiter(settings.limit(settings.rate_limit_per_minute, DEFAULT_RATE_PER_MINUTE)))
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)  # outermost: sees every answer
     for router in ROUTERS:
         app.include_router(router)
     return app
 
 
-def standalone_api(settings: Settings):
-    """The whole app in one process without Ray Serve (forecasts and Nixtla tasks run in process; named
-    fine-tuning jobs need the JobManager and are not available). The services are built on the first
-    request, inside the server's event loop, where the async job runner can start."""
-    built: list[FastAPI] = []
-
-    async def app(scope, receive, send):
-        if not built:
-            built.append(create_api(Services.build(settings, metrics=ServingMetrics.disabled())))
-        await built[0](scope, receive, send)
-
+def standalone_api(settings: Settings) -> FastAPI:
+    """The whole app in one process without Ray Serve: forecasts, Nixtla tasks and in-call finetunes
+    run in this process's engine; named fine-tuning jobs need the JobManager and are not available.
+    The async job runner starts with the server's event loop."""
+    services = Services.build(settings, metrics=ServingMetrics.disabled(), start_runner=False)
+    app = create_api(services)
+    app.router.on_startup.append(services.async_runner.start)
     return app

@@ -15,10 +15,15 @@ from serve_apps.dialects import nixtla, nixtla_backtest
 from serve_apps.errors import ApiError, invalid, invalid_body, not_found
 from serve_apps.http.dependencies import caller, services
 from serve_apps.http.fast_json import FastJSONResponse
+from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
 from serve_apps.models.catalog import CATALOG
 from serve_apps.models.registry import ModelNotFound, new_model_id
 from serve_apps.nixtla import tasks
-from serve_apps.nixtla.async_store import AsyncJobFinished, AsyncJobNotFound, AsyncJobStatus
+from serve_apps.nixtla.async_store import (
+    AsyncJobFinished,
+    AsyncJobNotFound,
+    AsyncJobStatus,
+)
 from serve_apps.services import Services
 
 router = APIRouter()
@@ -103,6 +108,8 @@ async def nixtla_submit(task: str, payload: dict = Body(...), who: Caller = Depe
     except ValidationError as exc:
         return invalid_body(exc)
     svc.nixtla.prepare(parsed_task, body, who)  # every 4xx now, not in a failed job later
+    limit = svc.settings.limit(svc.settings.max_concurrent_jobs, DEFAULT_CONCURRENT_JOBS)
+    await asyncio.to_thread(check_job_quota, svc.async_jobs.engine, who.organization, limit)
     record = await asyncio.to_thread(svc.async_jobs.create, who.organization, who.key_hint, task, payload, timeout)
     svc.async_runner.wake()
     return {"job_id": record.id, "status": record.status}

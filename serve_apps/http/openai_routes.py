@@ -71,7 +71,7 @@ async def create_job(body: openai.JobCreate, who: Caller = Depends(caller), svc:
     if body.validation_file:
         own_file(svc, body.validation_file, who, ["body", "validation_file"])
     spec = openai.training_spec(body.resolved_hyperparameters(), file, base.id, body.seed or 0,
-                                svc.base.output_patch_len, svc.settings.max_job_steps)
+                                svc.base.output_patch_len, svc.settings.max_job_steps, body.hyperparameters_loc())
     job = await svc.finetuning.create(who, "openai", body.model, spec, file, body.validation_file,
                                       body.model_dump(mode="json"), {})
     return openai.job_view(job)

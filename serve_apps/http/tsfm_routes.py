@@ -34,8 +34,8 @@ async def health() -> dict:
 async def list_models(who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     data = [{"id": e.id, "object": "model", "owned_by": "tsfm-cluster", "aliases": list(e.aliases),
              "kind": "base", "max_context_length": svc.base.max_context} for e in CATALOG.entries.values()]
-    data += [{"id": r.id, "object": "model", "owned_by": r.organization, "kind": "finetuned",
-              "base_model": r.base_model_id, "created": int(r.created_at), "status": r.status}
+    data += [{"id": r.public_id, "object": "model", "owned_by": r.organization, "kind": "finetuned",
+              "base_model": r.public_base_model_id, "created": int(r.created_at), "status": r.status}
              for r in svc.registry.list(who.organization)]
     return {"object": "list", "data": data}
 
@@ -101,7 +101,7 @@ async def _forecast_one(svc: Services, payload: Any, loc: list, who: Caller, big
     model_id = svc.resolver.resolve(body.model, who.organization, loc + ["model"]).id
     results = await svc.models.forecast(model_id, ForecastCall(request=request))
     return await _maybe_off_loop(big, tsfm.build_response, body, request, results, model_id, started,
-                                 svc.base.max_context)
+                                 svc.base.max_context, loc)
 
 
 async def _batch_item(svc: Services, item: Any, index: int, who: Caller, big: bool) -> dict:

@@ -8,6 +8,7 @@ artifacts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -73,6 +74,15 @@ class ModelRecord:
     finetune_tokens: int
     params: dict
 
+    @property
+    def public_id(self) -> str:
+        """The id its organization knows it by (a client-chosen id is stored scoped: scoped_id)."""
+        return public_id(self.id)
+
+    @property
+    def public_base_model_id(self) -> str:
+        return public_id(self.base_model_id)
+
     @classmethod
     def from_row(cls, row) -> "ModelRecord":
         d = dict(row._mapping)
@@ -83,6 +93,23 @@ class ModelRecord:
 
 def new_model_id() -> str:
     return new_id("ft")
+
+
+# Public model ids (Nixtla's pattern, server-made `ft-...`) never contain it, so a scoped id cannot
+# equal a public one.
+SCOPE_SEPARATOR = "."
+
+
+def public_id(stored_id: str) -> str:
+    """A stored id as clients see it (the scope removed; base-model and server-made ids unchanged)."""
+    return stored_id.partition(SCOPE_SEPARATOR)[0]
+
+
+def scoped_id(model_id: str, organization: str) -> str:
+    """The stored id of a client-chosen model id: unique per organization, so two organizations can
+    use the same name and neither can find out (by an "already exists") what the other has used."""
+    tag = hashlib.sha256(organization.encode()).hexdigest()[:12]
+    return f"{model_id}{SCOPE_SEPARATOR}{tag}"
 
 
 class Registry(Store[ModelRecord]):
@@ -99,10 +126,29 @@ class Registry(Store[ModelRecord]):
     def artifact_path_for(self, model_id: str) -> Path:
         return self.artifact_dir / "models" / model_id
 
-    def exists(self, model_id: str) -> bool:
-        """True if the id is taken by any model, deleted ones included (ids are never reused)."""
+    def _named(self, model_id: str, organization: str):
+        """The condition for the organization's model called `model_id` (as made by the server or scoped)."""
+        return sa.and_(models.c.organization == organization,
+                       models.c.id.in_([model_id, scoped_id(model_id, organization)]))
+
+    def exists(self, model_id: str, organization: str | None = None) -> bool:
+        """True if the id is taken, deleted models included (ids are never reused): by the organization's
+        own models when it is given (another's are invisible), else by any model."""
+        cond = models.c.id == model_id if organization is None else self._named(model_id, organization)
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(models.c.id).where(models.c.id == model_id)).first() is not None
+            return conn.execute(sa.select(models.c.id).where(cond)).first() is not None
+
+    def get(self, record_id: str, organization: str | None = None) -> ModelRecord:
+        """By stored id; with `organization`, by the name that organization uses (public or stored)."""
+        if organization is None:
+            return super().get(record_id)
+        query = sa.select(models).where(self._named(record_id, organization) | sa.and_(
+            models.c.id == record_id, models.c.organization == organization), models.c.deleted_at.is_(None))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise ModelNotFound(record_id)
+        return self.record(row)
 
     def add(self, *, model_id: str, organization: str, base_model_id: str, source: str, created_by: str,
             freq: str | None, steps: int, depth: int, loss: str, finetune_tokens: int, params: dict,
@@ -145,6 +191,6 @@ class Registry(Store[ModelRecord]):
         record = self.get(model_id, organization)
         now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(models.update().where(models.c.id == model_id)
+            conn.execute(models.update().where(models.c.id == record.id)
                          .values(deleted_at=now, updated_at=now, status=ModelStatus.DELETED.value))
         shutil.rmtree(record.artifact_path, ignore_errors=True)

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from serve_apps.errors import ApiError, invalid, not_found
 from serve_apps.models.catalog import CATALOG, Catalog
-from serve_apps.models.registry import ModelNotFound, ModelRecord, ModelStatus, Registry
+from serve_apps.models.registry import (
+    ModelNotFound,
+    ModelRecord,
+    ModelStatus,
+    Registry,
+    scoped_id,
+)
 
 
 @dataclass(frozen=True)
@@ -57,12 +63,18 @@ class ModelResolver:
         except ModelNotFound:
             raise not_found(loc, f"model {model_id!r}") from None
 
-    def check_new_id(self, model_id: str, loc: list) -> None:
-        """A client-chosen id for a new model must name neither a base model nor any existing model."""
+    def check_new_id(self, model_id: str, organization: str, loc: list) -> str:
+        """A client-chosen id for a new model must name neither a base model nor one of the caller's
+        models (deleted ones included); returns the id to store it under (registry.scoped_id).
+
+        Another organization's models are not consulted: ids are scoped per organization, so the
+        answer cannot reveal which names others use.
+        """
         if self.catalog.lookup(model_id) is not None:
             raise invalid(loc, f"{model_id!r} is the name of a base model")
-        if self.registry.exists(model_id):
+        if self.registry.exists(model_id, organization):
             raise invalid(loc, f"a model with id {model_id!r} already exists")
+        return scoped_id(model_id, organization)
 
     def model_dir(self, model_id: str) -> Path:
         """Where a resolved id's weights live (no ownership check: ids reach here resolved)."""

@@ -14,8 +14,14 @@ from pydantic import BaseModel
 
 from serve_apps.auth import Caller
 from serve_apps.dialects import nixtla, nixtla_backtest, nixtla_simulate
+from serve_apps.dialects.numbers import check_finite_answer
 from serve_apps.errors import invalid
-from serve_apps.models.registry import ModelNotFound, ModelStatus, Registry, new_model_id
+from serve_apps.models.registry import (
+    ModelNotFound,
+    ModelStatus,
+    Registry,
+    new_model_id,
+)
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.nixtla.async_store import AsyncJobRecord
 from serve_apps.replica.calls import FinetuneCall, ForecastCall
@@ -53,7 +59,14 @@ class NixtlaTasks:
         self.max_context, self.output_patch_len = max_context, output_patch_len
 
     def prepare(self, task: str, body: BaseModel, caller: Caller) -> Run:
-        return getattr(self, f"_prepare_{task}")(body, caller)
+        run = getattr(self, f"_prepare_{task}")(body, caller)
+
+        async def checked() -> dict:
+            # No 200 carries a null: json would write a NaN forecast as null (or as invalid JSON).
+            out = await run()
+            check_finite_answer(out, ["body", "series", "y"])
+            return out
+        return checked
 
     async def run_stored(self, record: AsyncJobRecord, payload: dict) -> dict:
         """Runs an accepted async job from its stored body (the AsyncJobRunner calls this)."""
@@ -71,7 +84,7 @@ class NixtlaTasks:
         except ModelNotFound:
             return
         if model.status == ModelStatus.FINETUNING and model.created_at >= record.created_at:
-            self.registry.discard(model_id)
+            self.registry.discard(model.id)
 
     def model_for(self, body: Any, caller: Caller) -> str:
         """A finetuned_model_id, when given, overrides the model name (as TimeGPT does)."""
@@ -176,8 +189,8 @@ class NixtlaTasks:
     def _prepare_finetune(self, body: nixtla.NixtlaFinetuneBody, caller: Caller) -> Run:
         parent = self.model_for(body, caller)
         config = nixtla.finetune_config(body, self.settings.max_sync_finetune_steps)
-        model_id = body.output_model_id or new_model_id()
-        self.resolver.check_new_id(model_id, ["body", "output_model_id"])
+        public_id = body.output_model_id or new_model_id()
+        model_id = self.resolver.check_new_id(public_id, caller.organization, ["body", "output_model_id"])
 
         async def run() -> dict:
             try:  # checked above, but another request may have taken the id since
@@ -186,9 +199,9 @@ class NixtlaTasks:
                                   steps=config.steps, depth=config.depth, loss=config.loss, finetune_tokens=0,
                                   params={"requested_model": body.model}, status=ModelStatus.FINETUNING)
             except sa.exc.IntegrityError:
-                raise invalid(["body", "output_model_id"], f"a model with id {model_id!r} already exists") from None
+                raise invalid(["body", "output_model_id"], f"a model with id {public_id!r} already exists") from None
             call = FinetuneCall(series=nixtla.split_series(body.series), config=config,
-                              output_dir=str(self.registry.artifact_path_for(model_id)), metadata={"id": model_id})
+                              output_dir=str(self.registry.artifact_path_for(model_id)), metadata={"id": public_id})
             try:
                 points = await self.models.finetune(parent, call)
             except BaseException:
@@ -196,5 +209,5 @@ class NixtlaTasks:
                 raise
             self.registry.set_status(model_id, ModelStatus.READY, finetune_tokens=points)
             return {"input_tokens": len(body.series.y), "output_tokens": 0, "finetune_tokens": points,
-                    "finetuned_model_id": model_id}
+                    "finetuned_model_id": public_id}
         return run

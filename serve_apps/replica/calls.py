@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tsfm_core.finetune import FinetuneConfig
+from serve_apps.errors import ApiError
+from tsfm_core.finetune import FinetuneConfig, NonFiniteTraining
 from tsfm_core.predict import ForecastRequest
 
 
@@ -29,3 +31,15 @@ class FinetuneCall:
     output_dir: str
     metadata: dict
 
+
+@contextmanager
+def training_errors():
+    """A finetune that diverged (NonFiniteTraining in the replica, wrapped in Ray's RayTaskError)
+    is the request's doing (its data or settings), so it is a 422, not a 500."""
+    try:
+        yield
+    except Exception as exc:
+        cause = exc if isinstance(exc, NonFiniteTraining) else getattr(exc, "cause", None)
+        if isinstance(cause, NonFiniteTraining):
+            raise ApiError(422, ["body"], f"fine-tuning diverged: {cause}", "non_finite_training") from None
+        raise

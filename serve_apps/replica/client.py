@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ray.serve.handle import DeploymentHandle
 
-from serve_apps.replica.calls import FinetuneCall, ForecastCall
+from serve_apps.replica.calls import FinetuneCall, ForecastCall, training_errors
 from serve_apps.replica.engine import ModelEngine
 from serve_apps.replica.metrics import ServingMetrics
 from tsfm_core.predict import ForecastResult
@@ -32,15 +32,17 @@ class ModelClient:
     async def forecast(self, model_id: str, call: ForecastCall) -> list[ForecastResult]:
         bulk = self._bulk(call)
         self.metrics.forecast_call(model_id, "bulk" if bulk else "local", len(call.request.series), call.points)
-        if bulk:
-            return await self.remote.options(multiplexed_model_id=model_id).forecast.remote(call)
-        return await self.local.forecast(model_id, call)
+        with training_errors():  # an in-call finetune that diverged is the request's doing: 422
+            if bulk:
+                return await self.remote.options(multiplexed_model_id=model_id).forecast.remote(call)
+            return await self.local.forecast(model_id, call)
 
     async def finetune(self, base_id: str, call: FinetuneCall) -> int:
         """Trains `call` on a copy of `base_id`; returns the points it trained on."""
-        if self.remote is not None:
-            return await self.remote.options(multiplexed_model_id=base_id).finetune.remote(call)
-        return await self.local.finetune(base_id, call)
+        with training_errors():
+            if self.remote is not None:
+                return await self.remote.options(multiplexed_model_id=base_id).finetune.remote(call)
+            return await self.local.finetune(base_id, call)
 
     async def stats(self) -> dict:
         out = {"local": self.local.stats() if self.local else None,

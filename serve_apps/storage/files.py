@@ -9,11 +9,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from serve_apps.storage.db import Store, metadata, new_id, now
-from tsfm_core.datasets import table_to_series, write_series
+from tsfm_core.datasets import VALUE_COLUMN, table_to_series, write_series
+from tsfm_core.tokenizer import MAX_ABS_INPUT
 
 files = sa.Table(
     "files", metadata,
@@ -79,6 +81,7 @@ def parse_series_file(filename: str, content: bytes) -> dict:
         raise
     except Exception as exc:  # pandas raises many types for malformed input
         raise InvalidFile(f"could not read {filename!r} as {suffix or 'csv'}: {exc}") from None
+    _check_values(df)
     try:
         series = table_to_series(df)
     except ValueError as exc:
@@ -87,6 +90,25 @@ def parse_series_file(filename: str, content: bytes) -> dict:
     if not observed:
         raise InvalidFile("the file holds no observed values in column 'y'")
     return series
+
+
+def _check_values(df: pd.DataFrame) -> None:
+    """Every value of the target column is missing or finite and within the model's range.
+
+    Checked in float64 before the float32 conversion, which would turn 1e308 into inf; a file of
+    such values would otherwise train a model of nulls and still be marked ready.
+    """
+    if VALUE_COLUMN not in df.columns:
+        return  # table_to_series names the missing column
+    raw = df[VALUE_COLUMN]
+    y = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+    # Unparsable cells (text, or '1e400' which pandas leaves as text) count too: read as missing,
+    # they would silently drop data.
+    bad = np.flatnonzero((np.isnan(y) & raw.notna().to_numpy()) | (~np.isnan(y) & ~(np.abs(y) <= MAX_ABS_INPUT)))
+    if len(bad):
+        row = int(bad[0])
+        raise InvalidFile(f"column {VALUE_COLUMN!r} row {row} holds {raw.iloc[row]!r}: values must be finite numbers "
+                          f"within +-{MAX_ABS_INPUT:g} ({len(bad)} such value(s)); leave missing values empty")
 
 
 class FileStore(Store[FileRecord]):

@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from serve_apps.dialects import cohere, openai
+from serve_apps.errors import ApiError
 from serve_apps.finetuning.store import JobRecord, JobStatus
 from serve_apps.storage.files import FileRecord
 
@@ -63,4 +64,10 @@ def test_cohere_settings_become_a_spec():
     ft = spec.finetune
     assert (spec.epochs, spec.steps, ft.batch_size, ft.learning_rate) == (2, 6, 8, 0.01)
     assert (ft.lora.rank, ft.lora.targets, ft.early_stopping_patience) == (8, "QKVO", 3)
-    assert cohere.training_spec(body, "tsfm-base", n_windows=20, max_steps=4).steps == 4
+    # Explicit epochs beyond the step limit are refused naming the field (no silent cap) ...
+    with pytest.raises(ApiError) as err:
+        cohere.training_spec(body, "tsfm-base", n_windows=20, max_steps=4)
+    assert err.value.status == 422 and err.value.loc[-1] == "train_epochs"
+    # ... while the server's own default of 3 epochs is fitted into it.
+    default = cohere.FinetunedModelBody.model_validate({"name": "m", "settings": {"base_model": {}, "dataset_id": "f"}})
+    assert cohere.training_spec(default, "tsfm-base", n_windows=20_000, max_steps=4).steps == 4

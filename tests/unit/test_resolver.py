@@ -36,12 +36,28 @@ def test_finetuned_ids_resolve_only_for_their_organization_and_when_ready(resolv
     assert busy.value.status == 409 and "finetuning" in busy.value.msg
 
 
-def test_new_ids_must_not_shadow_base_or_existing_models(resolver):
-    resolver.check_new_id("my-model", ["body", "output_model_id"])
+def test_new_ids_must_not_shadow_base_or_the_callers_models(resolver):
+    resolver.check_new_id("my-model", "acme", ["body", "output_model_id"])
     for taken in (next(iter(CATALOG.entries)), "timegpt-1", "ft-ready"):
         with pytest.raises(ApiError) as err:
-            resolver.check_new_id(taken, ["body", "output_model_id"])
+            resolver.check_new_id(taken, "acme", ["body", "output_model_id"])
         assert err.value.status == 422 and err.value.loc == ["body", "output_model_id"]
+
+
+def test_another_organizations_ids_are_invisible_and_reusable(resolver):
+    """globex may use acme's id (live or deleted): nothing tells it the id is taken elsewhere."""
+    registry = resolver.registry
+    registry.delete("ft-busy", "acme")
+    for name in ("ft-ready", "ft-busy"):
+        stored = resolver.check_new_id(name, "globex", ["body", "output_model_id"])
+        registry.add(model_id=stored, organization="globex", base_model_id="tsfm-base", source="nixtla",
+                     created_by="x", freq=None, steps=1, depth=1, loss="default", finetune_tokens=0, params={})
+        mine = registry.get(name, "globex")
+        assert mine.public_id == name and mine.organization == "globex" and mine.id != name
+    assert registry.get("ft-ready", "acme").organization == "acme"  # acme's own model is untouched
+    assert [r.public_id for r in registry.list("globex")] == ["ft-ready", "ft-busy"]
+    with pytest.raises(ApiError):  # and now globex's own name is taken, for globex only
+        resolver.check_new_id("ft-ready", "globex", ["body", "output_model_id"])
 
 
 def test_model_dir_for_resolved_ids(resolver):

@@ -1,0 +1,39 @@
+"""The forecast-body fuzz (tests/fuzz_bodies.py) against the real server: Ray Serve ingress, the
+ModelServer deployment and its request batching. Few examples (the in-process fuzz in tests/unit
+runs the many); the property is the same: a 4xx naming a field or a 200 of finite numbers."""
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+
+from tests.fuzz_bodies import check_answer, encode, nixtla_body, tsfm_body
+
+EXAMPLES = int(os.environ.get("TSFM_SERVER_FUZZ_EXAMPLES", "25"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+JSON = {"content-type": "application/json"}
+
+
+def test_nixtla_forecast_bodies_against_the_server(http):
+    seen = []
+
+    @FUZZ
+    @given(nixtla_body())
+    def run(body):
+        r = http.post("/v2/forecast", content=encode(body), headers=JSON)
+        seen.append(check_answer(r.status_code, r.text, "nixtla"))
+    run()
+    assert "ok" in seen
+
+
+def test_tsfm_forecast_bodies_against_the_server(http):
+    seen = []
+
+    @FUZZ
+    @given(tsfm_body())
+    def run(body):
+        r = http.post("/v1/forecast", content=encode(body), headers=JSON)
+        seen.append(check_answer(r.status_code, r.text, "tsfm"))
+    run()
+    assert "ok" in seen
