@@ -11,6 +11,11 @@ with the first report --checkpoint-every steps after the last checkpoint. A work
 restarted from the last checkpoint (--max-failures); re-running with the same --name and
 --storage-path resumes an interrupted run. The result is a finetuned model directory (only the
 trained tensors + a reference to the base) and `metrics.jsonl` beside it.
+
+Every run validates (--validation-data, else the last window of each series is held out): the
+base is scored before step 0, validation loss/MASE at each evaluation, early stopping watches the
+validation loss, and the model kept is the best evaluation on validation (possibly the base
+itself); `training.validation` in the model's config.json says how it compares with its base.
 """
 
 from __future__ import annotations
@@ -51,7 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora-targets", default="QV", choices=["QV", "QKVO", "QKVO_FFN"])
     p.add_argument("--early-stopping-patience", type=int, default=None)
     p.add_argument("--early-stopping-threshold", type=float, default=0.0)
-    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: steps/10, 1..10)")
+    p.add_argument("--validation-data", type=Path, default=None,
+                   help="validation series (same table format); default: hold out the last window(s) of each series")
+    p.add_argument("--validation-windows", type=int, default=1,
+                   help="windows held out per series when no --validation-data (0: no validation, keep the last step)")
+    p.add_argument("--validation-horizon", type=int, default=None,
+                   help="points per validation window (default and cap: the model's output patch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--cpus-per-worker", type=int, default=1)
@@ -73,16 +84,20 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if not args.data.exists():
         raise SystemExit(f"--data: {args.data} does not exist")
+    if args.validation_data is not None and not args.validation_data.exists():
+        raise SystemExit(f"--validation-data: {args.validation_data} does not exist")
     base_id, base_dir = resolve_base(args.base_model)
     lora = LoraConfig(rank=args.lora_rank, alpha=args.lora_alpha, targets=args.lora_targets) if args.lora_rank else None
     finetune = FinetuneConfig(steps=args.steps, depth=args.depth, loss=args.loss, learning_rate=args.learning_rate,
                               batch_size=args.batch_size, lora=lora, seed=args.seed,
                               early_stopping_patience=args.early_stopping_patience,
-                              early_stopping_threshold=args.early_stopping_threshold, eval_every=args.eval_every)
+                              early_stopping_threshold=args.early_stopping_threshold, eval_every=args.eval_every,
+                              validation_windows=args.validation_windows, validation_horizon=args.validation_horizon)
     model_id = args.model_id or args.output.name
     cfg = {
         "mode": "finetune", "finetune": finetune.to_dict(), "base_model_dir": str(base_dir),
-        "data_path": str(args.data.resolve()), "steps": args.steps, "batch_size": args.batch_size,
+        "data_path": str(args.data.resolve()),
+        "validation_path": str(args.validation_data.resolve()) if args.validation_data else None, "steps": args.steps, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "seed": args.seed, "checkpoint_every": args.checkpoint_every,
         "report_interval_s": args.report_interval_s,
         "threads_per_worker": args.cpus_per_worker, "inject_failure_at_step": args.inject_failure_at_step,
@@ -103,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
         "resumed_from": max((h["resumed_from"] for h in history), default=0),
         "seconds": round(time.time() - started, 2),
         "num_workers": args.num_workers,
+        # Base vs kept weights on validation (see tsfm_core.model_selection); None when not validated.
+        "validation": history[-1].get("validation") if history else None,
     }
     save_finetuned(model, args.output, base_id, base_dir, finetune, metadata={"id": model_id, "training": summary})
     with open(args.output / "metrics.jsonl", "w") as f:

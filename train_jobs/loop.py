@@ -22,8 +22,10 @@ import ray.train.torch
 import torch
 
 from tsfm_core.checkpoint import load_model
-from tsfm_core.datasets import load_series
-from tsfm_core.finetune import EarlyStopper, FinetuneConfig, make_optimizer, prepare_for_finetune, train_step
+from tsfm_core.datasets import read_table, table_to_series
+from tsfm_core.finetune import (EarlyStopper, FinetuneConfig, make_optimizer, prepare_for_finetune, train_step,
+                                validation_tracker)
+from tsfm_core.model_selection import ValidationTracker
 from tsfm_core.model import SIZES, ModelConfig, PatchTransformer, init_weights
 from tsfm_core.synthetic import generate_pool
 from tsfm_core.windows import sample_batch
@@ -48,14 +50,21 @@ def _build_model(cfg: dict) -> tuple[PatchTransformer, FinetuneConfig | None]:
     return model, finetune
 
 
-def _worker_data(cfg: dict, rank: int, world: int) -> list[np.ndarray]:
+def _worker_data(cfg: dict, rank: int, world: int, model: PatchTransformer, finetune: FinetuneConfig | None,
+                 device: torch.device) -> tuple[list[np.ndarray], ValidationTracker | None, dict | None]:
+    """(this worker's training series, the validation tracker, a note when there is none)."""
     if cfg["mode"] == "pretrain":
         real = [np.asarray(s, dtype=np.float32) for s in cfg.get("real_series", [])]
         pool = generate_pool(cfg["pool_size"] // world, seed=cfg.get("seed", 0) * 1000 + rank, real=real)
-        return pool + real
-    series = load_series(cfg["data_path"])
+        return pool + real, None, None
+    # Every worker splits all the series the same way (and scores all validation windows), then
+    # trains on its shard; the mean over workers keeps their stop/keep decisions identical.
+    named = table_to_series(read_table(cfg["data_path"]))
+    validation = table_to_series(read_table(cfg["validation_path"])) if cfg.get("validation_path") else None
+    series, tracker, note = validation_tracker(model, named, finetune, validation,
+                                               agree=lambda v: reduce_over_workers(v, world, device, "mean"))
     # Shard by series when there are enough; otherwise every worker samples all (different seeds).
-    return series[rank::world] if len(series) >= world else series
+    return (series[rank::world] if len(series) >= world else series), tracker, note
 
 
 def _lr_at(step: int, cfg: dict) -> float:
@@ -70,11 +79,12 @@ def _lr_at(step: int, cfg: dict) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def _save_state(directory: Path, model: PatchTransformer, optimizer, step: int, history: list[dict]) -> None:
+def _save_state(directory: Path, model: PatchTransformer, optimizer, step: int, history: list[dict],
+                tracker: ValidationTracker | None) -> None:
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in trainable}
-    torch.save({"model": state, "optimizer": optimizer.state_dict(), "step": step, "history": history},
-               directory / STATE_FILE)
+    torch.save({"model": state, "optimizer": optimizer.state_dict(), "step": step, "history": history,
+                "selection": tracker.state_dict() if tracker else None}, directory / STATE_FILE)
 
 
 def train_loop_per_worker(cfg: dict) -> None:
@@ -83,7 +93,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     model, finetune = _build_model(cfg)
     optimizer = make_optimizer(model, cfg["learning_rate"])
-    start_step, history = 0, []
+    start_step, history, state = 0, [], {}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
@@ -93,12 +103,17 @@ def train_loop_per_worker(cfg: dict) -> None:
         start_step, history = state["step"], state["history"]
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
-    series = _worker_data(cfg, rank, world)
+    series, tracker, validation_note = _worker_data(cfg, rank, world, _unwrap(model), finetune, device)
+    if tracker is not None and state.get("selection"):
+        tracker.load_state_dict(state["selection"])
+    elif tracker is not None:
+        tracker.evaluate(_unwrap(model), 0)  # the base's scores, before any step
     rng = np.random.default_rng(cfg.get("seed", 0) * 7919 + rank * 104729 + start_step)
     loss_name = finetune.loss if finetune else "default"
     every = max(1, int(cfg.get("checkpoint_every", 50)))
     fail_at = cfg.get("inject_failure_at_step")
     stopper = EarlyStopper(finetune.early_stopping_patience, finetune.early_stopping_threshold) if finetune else None
+    interval = finetune.evaluation_interval if finetune else 0
     recent: list[float] = []
     pacer = ReportPacer(start_step, world, device, cfg.get("report_interval_s"))
     last_checkpoint = start_step
@@ -116,16 +131,25 @@ def train_loop_per_worker(cfg: dict) -> None:
         batch = sample_batch(series, cfg["batch_size"], _unwrap(model).config, rng).to(device)
         loss = train_step(model, optimizer, batch, loss_name)
         pacer.step_took(time.perf_counter() - began)
-        record = {"step": step, "loss": loss, "points": batch.n_points * world, "resumed_from": start_step}
+        points = int(reduce_over_workers(batch.n_points, world, device, "sum"))  # exact trained_tokens
+        record = {"step": step, "loss": loss, "points": points, "resumed_from": start_step}
         history.append(record)
         pending.append(record)
         recent.append(loss)
         last = step == cfg["steps"]
-        if stopper and step % finetune.eval_every == 0:
+        if tracker and (step % interval == 0 or last):
+            # Validation decides: early stopping watches its loss, the best weights are kept.
+            last = tracker.evaluate(_unwrap(model), step) or last
+            record.update({k: v for k, v in tracker.history[-1].items() if k != "step"})
+            record["early_stopped"] = last and step < cfg["steps"]
+        elif stopper and not tracker and step % interval == 0:
             # Every worker takes the same decision (mean loss over workers), so report counts match.
             last = last or stopper.should_stop(reduce_over_workers(float(np.mean(recent)), world, device, "mean"))
             record["early_stopped"] = last and step < cfg["steps"]
             recent = []
+        if last and finetune:
+            # What the model kept and how it compares with its base, for the job and the model's record.
+            record["validation"] = tracker.summary() if tracker else validation_note
         if not (last or pacer.due(step)):
             continue
         # Checkpoints ride on the paced reports (an extra report would wait a poll of its own):
@@ -138,7 +162,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
                 if rank == 0:
-                    _save_state(Path(tmp), _unwrap(model), optimizer, step, history)
+                    _save_state(Path(tmp), _unwrap(model), optimizer, step, history, tracker)
                     ckpt = ray.train.Checkpoint.from_directory(tmp)
                 ray.train.report(metrics, checkpoint=ckpt)
         else:
@@ -154,10 +178,12 @@ def load_history(checkpoint_dir: str | Path) -> list[dict]:
 
 
 def load_trained_model(cfg: dict, checkpoint_dir: str | Path) -> PatchTransformer:
-    """Rebuilds the final model from a run's last checkpoint (trainable tensors over the start point)."""
+    """Rebuilds the kept model from a run's last checkpoint (trainable tensors over the start
+    point): the best weights on validation when the run validated, else the last ones."""
     model, _ = _build_model(cfg)
     state = torch.load(Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"], strict=False)
+    selection = state.get("selection")
+    model.load_state_dict(selection["best_state"] if selection else state["model"], strict=False)
     return model.eval()
 
 
