@@ -70,7 +70,8 @@ class ValidationTracker:
         if self.best is None or (scores.loss < self.best.loss and scores.mase <= self.base.mase):
             self.best, self.best_step, self.best_state = scores, step, trainable_state(model)
         self.history.append({"step": step, "valid_loss": scores.loss, "valid_mase": scores.mase,
-                             "best_step": self.best_step})
+                             "best_step": self.best_step, "base_valid_loss": self.base.loss,
+                             "base_valid_mase": self.base.mase})
         return stop
 
     def restore_best(self, model: nn.Module) -> None:

@@ -1,0 +1,207 @@
+"""Does fine-tuning help? Holdout accuracy of fine-tuned vs base models on real series from PyPI wheels.
+
+    PYTHONPATH=. python benchmarks/finetune_value.py            # full run (about 10 min on one core)
+    PYTHONPATH=. python benchmarks/finetune_value.py --quick    # a few series, 2-3 min
+
+Series: statsmodels.datasets (macrodata, sunspots, nile, elnino, co2) and, when the sktime wheel
+is installed (`pip install --no-deps sktime`; only its bundled CSVs are read, sktime is never
+imported), Airline, Lynx, ShampooSales, PBS, Uschange, seatbelts, solar. Each series' last `h`
+points are a true holdout that no fine-tune sees. Each series is fine-tuned alone ("per series")
+and with the rest of its group ("per group"), at depths 1-5 and with LoRA, in two modes:
+
+- before: the old behaviour, training on every point and keeping the last step's weights
+  (validation_windows=0; early stopping, when asked for, watches the training loss);
+- after: the defaults of this work (the last window held out for validation, early stopping on
+  it, the best weights on validation kept, possibly the base's).
+
+Reported per mode and configuration: the share of series the fine-tune helps / hurts on the
+holdout (MASE vs the base model's), the geometric mean of the MASE ratios, and for "after" how
+often the base was kept. JSON to benchmarks/results/finetune_value[_quick].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tsfm_core.checkpoint import load_model
+from tsfm_core.finetune import FinetuneConfig, LoraConfig, finetune
+from tsfm_core.metrics import mase
+from tsfm_core.predict import Forecaster
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Group:
+    name: str
+    season: int
+    horizon: int
+    series: dict[str, np.ndarray]
+
+
+def _statsmodels_groups() -> list[Group]:
+    import statsmodels.api as sm
+
+    macro = sm.datasets.macrodata.load_pandas().data
+    cols = ["realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1", "unemp", "tbilrate"]
+    elnino = sm.datasets.elnino.load_pandas().data.drop(columns="YEAR").to_numpy().ravel()
+    return [
+        Group("quarterly_macro", 4, 8, {f"macro_{c}": macro[c].to_numpy() for c in cols}),
+        Group("yearly", 1, 10, {"sunspots": sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(),
+                                "nile": sm.datasets.nile.load_pandas().data["volume"].to_numpy()}),
+        Group("monthly", 12, 12, {"elnino": elnino}),
+        Group("weekly", 52, 26, {"co2": sm.datasets.co2.load_pandas().data["co2"].to_numpy()}),
+    ]
+
+
+def _sktime_series() -> dict[str, tuple[str, np.ndarray]]:
+    """group name -> series, read from the sktime wheel's bundled CSVs without importing sktime."""
+    spec = importlib.util.find_spec("sktime")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    root = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+
+    def col(path: str, column: str) -> np.ndarray:
+        return pd.read_csv(root / path)[column].to_numpy()
+
+    out = {
+        "airline": ("monthly", col("Airline/Airline.csv", "Passengers")),
+        "pbs_scripts": ("monthly", col("PBS_dataset/PBS_dataset.csv", "Scripts")),
+        "seatbelts_ksi": ("monthly", col("seatbelts/seatbelts.csv", "KSI")),
+        "shampoo": ("monthly", col("ShampooSales/ShampooSales.csv", "Sales")),
+        "lynx": ("yearly", col("Lynx/Lynx.csv", "0")),
+        "solar_halfhourly": ("subdaily", col("solar/solar.csv", "solar_gen")),
+    }
+    uschange = pd.read_csv(root / "Uschange/Uschange.csv")
+    for c in ["Consumption", "Income", "Production", "Savings", "Unemployment"]:
+        out[f"uschange_{c.lower()}"] = ("quarterly_macro", uschange[c].to_numpy())
+    return out
+
+
+def load_groups(quick: bool) -> list[Group]:
+    groups = {g.name: g for g in _statsmodels_groups()}
+    groups["subdaily"] = Group("subdaily", 48, 48, {})
+    for uid, (group, values) in _sktime_series().items():
+        groups[group].series[uid] = values
+    for g in groups.values():
+        g.series = {k: np.asarray(v, dtype=np.float32) for k, v in g.series.items()}
+        if quick:
+            g.series = dict(list(g.series.items())[:3])
+    return [g for g in groups.values() if g.series]
+
+
+def configurations(quick: bool) -> dict[str, dict]:
+    """depth 1-5 and LoRA; --quick keeps depth 1, 3, 5 and LoRA."""
+    out = {f"depth{d}": {"depth": d} for d in ((1, 3, 5) if quick else range(1, 6))}
+    out["lora"] = {"lora": LoraConfig(rank=8, alpha=16.0, targets="QKVO")}
+    return out
+
+
+def holdout_mase(model, series: dict[str, np.ndarray], group: Group) -> dict[str, float]:
+    contexts = [s[: -group.horizon] for s in series.values()]
+    medians = Forecaster(model).predict_quantiles(contexts, group.horizon)[:, model.config.median_index]
+    return {uid: mase(ctx, s[-group.horizon :], med, group.season)
+            for (uid, s), ctx, med in zip(series.items(), contexts, medians)}
+
+
+def summarise(ratios: list[float], kept_base: int | None, runs: int) -> dict:
+    r = np.asarray([x for x in ratios if np.isfinite(x) and x > 0])
+    tol = 1e-6  # a kept base gives a ratio of exactly 1
+    return {
+        "series": int(len(r)),
+        "helped": float(np.mean(r < 1 - tol)),
+        "hurt": float(np.mean(r > 1 + tol)),
+        "unchanged": float(np.mean(np.abs(r - 1) <= tol)),
+        "geomean_mase_ratio": float(np.exp(np.mean(np.log(r)))),
+        "worst_ratio": float(r.max()),
+        "best_ratio": float(r.min()),
+        **({"runs_keeping_base": kept_base, "runs": runs} if kept_base is not None else {}),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="3 series per group, depths 1/3/5 + LoRA")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--learning-rate", type=float, default=None, help="default: FinetuneConfig's")
+    p.add_argument("--batch-size", type=int, default=None, help="default: FinetuneConfig's")
+    p.add_argument("--modes", default="before,after")
+    p.add_argument("--scopes", default="per_series,per_group")
+    p.add_argument("--configs", default=None, help="comma-separated subset of depth1..depth5,lora")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--output", type=Path, default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    base = load_model()
+    groups = load_groups(args.quick)
+    configs = configurations(args.quick)
+    if args.configs:
+        configs = {k: v for k, v in configs.items() if k in args.configs.split(",")}
+    overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("batch_size", args.batch_size)) if v is not None}
+    modes = {"before": {"validation_windows": 0}, "after": {}}
+    started = time.time()
+    base_mase = {g.name: holdout_mase(base, g.series, g) for g in groups}
+    runs = []
+    for g in groups:
+        for scope in args.scopes.split(","):
+            tasks = [{uid: s} for uid, s in g.series.items()] if scope == "per_series" else [g.series]
+            for task in tasks:
+                train = {uid: s[: -g.horizon] for uid, s in task.items()}
+                for cname, cfg_kw in configs.items():
+                    for mode in args.modes.split(","):
+                        cfg = FinetuneConfig(steps=args.steps, **cfg_kw, **overrides, **modes[mode])
+                        t0 = time.time()
+                        result = finetune(base, train, cfg)
+                        scores = holdout_mase(result.model, task, g)
+                        runs.append({
+                            "group": g.name, "scope": scope, "config": cname, "mode": mode, "series": list(task),
+                            "ratios": {u: scores[u] / base_mase[g.name][u] for u in task},
+                            "steps_run": len(result.history), "points": result.points,
+                            "validation": result.validation, "seconds": round(time.time() - t0, 2),
+                        })
+                        print(json.dumps({k: runs[-1][k] for k in ("group", "scope", "config", "mode", "ratios",
+                                                                   "steps_run")}), flush=True)
+    summary: dict = {}
+    for scope in args.scopes.split(","):
+        for mode in args.modes.split(","):
+            for cname in [*configs, "all"]:
+                sel = [r for r in runs if r["scope"] == scope and r["mode"] == mode and cname in ("all", r["config"])]
+                kept = sum(1 for r in sel if (r["validation"] or {}).get("selected_step") == 0) if mode == "after" else None
+                summary.setdefault(scope, {}).setdefault(mode, {})[cname] = summarise(
+                    [x for r in sel for x in r["ratios"].values()], kept, len(sel))
+    defaults = FinetuneConfig(steps=args.steps, **overrides)
+    payload = {
+        "benchmark": "finetune_value",
+        "quick": args.quick,
+        "settings": {"steps": args.steps, "learning_rate": defaults.learning_rate, "batch_size": defaults.batch_size,
+                     "after": {"validation_windows": defaults.validation_windows,
+                               "validation_horizon": defaults.validation_horizon,
+                               "early_stopping_patience": defaults.early_stopping_patience,
+                               "eval_every": defaults.evaluation_interval},
+                     "lora": {"rank": 8, "alpha": 16.0, "targets": "QKVO"}, "threads": args.threads},
+        "groups": {g.name: {"season": g.season, "horizon": g.horizon,
+                            "series": {u: len(s) for u, s in g.series.items()}} for g in groups},
+        "base_holdout_mase": base_mase,
+        "summary": summary,
+        "runs": runs,
+        "seconds": round(time.time() - started, 1),
+        "torch": torch.__version__,
+    }
+    out = args.output or RESULTS / f"finetune_value{'_quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2))
+    print(json.dumps(summary, indent=2))
+    return payload
+
+
+if __name__ == "__main__":
+    main()
