@@ -156,3 +156,12 @@ def test_lora_initialisation_follows_the_seed():
 
     assert all(torch.equal(x, y) for x, y in zip(init(1).values(), init(1).values()))
     assert not all(torch.equal(x, y) for x, y in zip(init(1).values(), init(2).values()))
+
+
+def test_a_gain_within_the_margin_keeps_the_base(monkeypatch):
+    _scripted(monkeypatch, [1.0, 0.995, 0.97])
+    cfg = FinetuneConfig(steps=10, depth=1, batch_size=4, eval_every=5, min_validation_gain=0.01)
+    assert finetune(_model(), [seasonal_series(200)], cfg).validation["selected_step"] == 10
+    _scripted(monkeypatch, [1.0, 0.995])
+    cfg = FinetuneConfig(steps=5, depth=1, batch_size=4, eval_every=5, min_validation_gain=0.01)
+    assert finetune(_model(), [seasonal_series(200)], cfg).validation["selected_step"] == 0

@@ -57,6 +57,8 @@ class FinetuneConfig:
     # 0 restores the old behaviour: train on everything and keep the last weights.
     validation_windows: int = 1
     validation_horizon: int | None = None
+    # Fine-tuned weights replace the base only when their validation loss is this fraction lower.
+    min_validation_gain: float = 0.01
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
@@ -69,6 +71,8 @@ class FinetuneConfig:
             raise ValueError("steps must be >= 0")
         if self.validation_windows < 0:
             raise ValueError("validation_windows must be >= 0")
+        if not 0 <= self.min_validation_gain < 1:
+            raise ValueError("min_validation_gain must be in [0, 1)")
         if self.eval_every is not None and self.eval_every < 1:
             raise ValueError("eval_every must be >= 1")
 
@@ -214,7 +218,7 @@ def validation_tracker(model: PatchTransformer, series: list[np.ndarray] | dict[
         return train, None, {"windows": 0, "reason": reason}
     batch = build_batch(windows, model.config)
     return train, ValidationTracker(batch, cfg.loss, cfg.early_stopping_patience, cfg.early_stopping_threshold,
-                                    agree), None
+                                    agree, cfg.min_validation_gain), None
 
 
 def finetune(model: PatchTransformer, series: list[np.ndarray] | dict[str, np.ndarray], cfg: FinetuneConfig,

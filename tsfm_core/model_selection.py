@@ -2,9 +2,11 @@
 
 `ValidationTracker` scores the model before step 0 (the base), then at every evaluation; early
 stopping watches the validation loss, and the kept weights are the evaluation with the lowest
-validation loss among those whose MASE is no worse than the base's. The base itself is a
-candidate, so the kept model is never worse than its base on its own validation data; when no
-evaluation beats it the fine-tune returns the base weights and says so (`selected_step` 0).
+validation loss among those whose MASE is no worse than the base's and whose loss beats the
+base's by at least `min_gain` (a fraction). The base itself is a candidate, so the kept model is
+never worse than its base on its own validation data; when no evaluation beats it the fine-tune
+returns the base weights and says so (`selected_step` 0). The margin is there because validation
+holds few windows: the lowest of many noisy evaluations is often lower by chance alone.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 class ValidationTracker:
     def __init__(self, batch: ValidationBatch, loss_name: str, patience: int | None = None,
-                 threshold: float = 0.0, agree: Agree | None = None):
-        self.batch, self.loss_name = batch, loss_name
+                 threshold: float = 0.0, agree: Agree | None = None, min_gain: float = 0.0):
+        self.batch, self.loss_name, self.min_gain = batch, loss_name, min_gain
         self.stopper = EarlyStopper(patience, threshold)
         self.agree = agree or (lambda v: v)
         self.base: ValidationScores | None = None
@@ -67,7 +69,8 @@ class ValidationTracker:
             self.base = scores
         stop = self.stopper.should_stop(scores.loss)
         # Strictly lower loss and a MASE no worse than the base: ties keep the earlier (simpler) one.
-        if self.best is None or (scores.loss < self.best.loss and scores.mase <= self.base.mase):
+        clear_gain = scores.loss <= self.base.loss * (1 - self.min_gain)
+        if self.best is None or (scores.loss < self.best.loss and clear_gain and scores.mase <= self.base.mase):
             self.best, self.best_step, self.best_state = scores, step, trainable_state(model)
         self.history.append({"step": step, "valid_loss": scores.loss, "valid_mase": scores.mase,
                              "best_step": self.best_step, "base_valid_loss": self.base.loss,
