@@ -5,14 +5,26 @@ import numpy as np
 import pytest
 import torch
 
-import tsfm_core.model_selection as model_selection
 from tests.conftest import seasonal_series
-from tsfm_core.finetune import FinetuneConfig, LoraConfig, finetune, prepare_for_finetune, trainable_state
+from tsfm_core import model_selection
+from tsfm_core.finetune import (
+    FinetuneConfig,
+    LoraConfig,
+    finetune,
+    prepare_for_finetune,
+    trainable_state,
+)
 from tsfm_core.metrics import mae
 from tsfm_core.model import SIZES, PatchTransformer, init_weights
 from tsfm_core.predict import Forecaster
-from tsfm_core.validation import (ValidationScores, build_batch, holdout_split, score, split_for_validation,
-                                  validation_windows)
+from tsfm_core.validation import (
+    ValidationScores,
+    build_batch,
+    holdout_split,
+    score,
+    split_for_validation,
+    validation_windows,
+)
 
 
 def _model(seed=3):

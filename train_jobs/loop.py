@@ -25,8 +25,8 @@ from tsfm_core.checkpoint import load_model
 from tsfm_core.datasets import read_table, table_to_series
 from tsfm_core.finetune import (EarlyStopper, FinetuneConfig, make_optimizer, prepare_for_finetune, train_step,
                                 validation_tracker)
-from tsfm_core.model_selection import ValidationTracker
 from tsfm_core.model import SIZES, ModelConfig, PatchTransformer, init_weights
+from tsfm_core.model_selection import ValidationTracker
 from tsfm_core.synthetic import generate_pool
 from tsfm_core.windows import sample_batch
 from train_jobs.report_pacing import ReportPacer, poll_interval_s, reduce_over_workers
