@@ -132,6 +132,53 @@ def summarise(ratios: list[float], kept_base: int | None, runs: int) -> dict:
     }
 
 
+def summarise_runs(runs: list[dict]) -> dict:
+    """scope -> mode -> configuration (and "all") -> summarise(...) over every series' ratio."""
+    summary: dict = {}
+    for scope in dict.fromkeys(r["scope"] for r in runs):
+        for mode in dict.fromkeys(r["mode"] for r in runs):
+            for cname in [*dict.fromkeys(r["config"] for r in runs), "all"]:
+                sel = [r for r in runs if r["scope"] == scope and r["mode"] == mode and cname in ("all", r["config"])]
+                if not sel:
+                    continue
+                kept = (sum(1 for r in sel if (r["validation"] or {}).get("selected_step") == 0)
+                        if mode != "before" else None)
+                summary.setdefault(scope, {}).setdefault(mode, {})[cname] = summarise(
+                    [x for r in sel for x in r["ratios"].values()], kept, len(sel))
+    return summary
+
+
+def write_report(args: argparse.Namespace, runs: list[dict], seconds: float, base_mase: dict,
+                 groups: list[Group], complete: bool = True) -> dict:
+    """Writes the JSON (also after every task, so a cut-short run still leaves its results)."""
+    overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("batch_size", args.batch_size))
+                 if v is not None}
+    defaults = FinetuneConfig(steps=args.steps, **overrides)
+    payload = {
+        "benchmark": "finetune_value",
+        "complete": complete,
+        "quick": args.quick,
+        "settings": {"steps": args.steps, "learning_rate": defaults.learning_rate, "batch_size": defaults.batch_size,
+                     "after": {"validation_windows": defaults.validation_windows,
+                               "validation_horizon": defaults.validation_horizon,
+                               "min_validation_gain": defaults.min_validation_gain,
+                               "early_stopping_patience": defaults.early_stopping_patience,
+                               "eval_every": defaults.evaluation_interval},
+                     "lora": {"rank": 8, "alpha": 16.0, "targets": "QKVO"}, "threads": args.threads},
+        "groups": {g.name: {"season": g.season, "horizon": g.horizon,
+                            "series": {u: len(s) for u, s in g.series.items()}} for g in groups},
+        "base_holdout_mase": base_mase,
+        "summary": summarise_runs(runs),
+        "runs": runs,
+        "seconds": round(seconds, 1),
+        "torch": torch.__version__,
+    }
+    out = args.output or RESULTS / f"finetune_value{'_quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2))
+    return payload
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
@@ -139,74 +186,63 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--learning-rate", type=float, default=None, help="default: FinetuneConfig's")
     p.add_argument("--batch-size", type=int, default=None, help="default: FinetuneConfig's")
-    p.add_argument("--modes", default="before,after")
+    p.add_argument("--modes", default="before,after", help="before, after, refit (after + FinetuneConfig.refit)")
     p.add_argument("--scopes", default="per_series,per_group")
+    p.add_argument("--groups", default=None, help="comma-separated subset of the groups")
     p.add_argument("--configs", default=None, help="comma-separated subset of depth1..depth5,lora")
+    p.add_argument("--validation-horizon-h", action="store_true",
+                   help="validate on windows of the holdout horizon h (as a caller who knows h would) instead of the default")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", type=Path, default=None)
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="combine the runs of earlier result files (e.g. one per --modes) into --output")
     args = p.parse_args(argv)
+    if args.merge:
+        parts = [json.loads(f.read_text()) for f in args.merge]
+        merged = {**parts[0], "runs": [r for part in parts for r in part["runs"]],
+                  "seconds": sum(part["seconds"] for part in parts), "merged_from": [str(f) for f in args.merge]}
+        merged["summary"] = summarise_runs(merged["runs"])
+        (args.output or RESULTS / "finetune_value.json").write_text(json.dumps(merged, indent=2))
+        return merged
     torch.set_num_threads(args.threads)
     base = load_model()
-    groups = load_groups()
+    groups = [g for g in load_groups() if not args.groups or g.name in args.groups.split(",")]
     per_series_cap = 1 if args.quick else 3
     configs = configurations(args.quick)
     if args.configs:
         configs = {k: v for k, v in configs.items() if k in args.configs.split(",")}
     overrides = {k: v for k, v in (("learning_rate", args.learning_rate), ("batch_size", args.batch_size)) if v is not None}
-    modes = {"before": {"validation_windows": 0}, "after": {}}
+    modes = {"before": {"validation_windows": 0}, "after": {}, "refit": {"refit": True}}
     started = time.time()
     base_mase = {g.name: holdout_mase(base, g.series, g) for g in groups}
     runs = []
     for g in groups:
         for scope in args.scopes.split(","):
+            if scope == "per_group" and len(g.series) == 1:
+                continue  # the same fine-tune as per_series
             tasks = ([{uid: s} for uid, s in per_series_sample(g, per_series_cap).items()] if scope == "per_series"
                      else [g.series])
             for task in tasks:
                 train = {uid: s[: -g.horizon] for uid, s in task.items()}
                 for cname, cfg_kw in configs.items():
                     for mode in args.modes.split(","):
-                        cfg = FinetuneConfig(steps=args.steps, **cfg_kw, **overrides, **modes[mode])
+                        horizon = {"validation_horizon": g.horizon} if args.validation_horizon_h and mode != "before" else {}
+                        cfg = FinetuneConfig(steps=args.steps, **cfg_kw, **overrides, **modes[mode], **horizon)
                         t0 = time.time()
                         result = finetune(base, train, cfg)
                         scores = holdout_mase(result.model, task, g)
                         runs.append({
-                            "group": g.name, "scope": scope, "config": cname, "mode": mode, "series": list(task),
+                            "group": g.name, "scope": scope, "config": cname,
+                            "mode": mode + ("_h" if horizon else ""), "series": list(task),
                             "ratios": {u: scores[u] / base_mase[g.name][u] for u in task},
                             "steps_run": len(result.history), "points": result.points,
                             "validation": result.validation, "seconds": round(time.time() - t0, 2),
                         })
                         print(json.dumps({k: runs[-1][k] for k in ("group", "scope", "config", "mode", "ratios",
                                                                    "steps_run")}), flush=True)
-    summary: dict = {}
-    for scope in args.scopes.split(","):
-        for mode in args.modes.split(","):
-            for cname in [*configs, "all"]:
-                sel = [r for r in runs if r["scope"] == scope and r["mode"] == mode and cname in ("all", r["config"])]
-                kept = sum(1 for r in sel if (r["validation"] or {}).get("selected_step") == 0) if mode == "after" else None
-                summary.setdefault(scope, {}).setdefault(mode, {})[cname] = summarise(
-                    [x for r in sel for x in r["ratios"].values()], kept, len(sel))
-    defaults = FinetuneConfig(steps=args.steps, **overrides)
-    payload = {
-        "benchmark": "finetune_value",
-        "quick": args.quick,
-        "settings": {"steps": args.steps, "learning_rate": defaults.learning_rate, "batch_size": defaults.batch_size,
-                     "after": {"validation_windows": defaults.validation_windows,
-                               "validation_horizon": defaults.validation_horizon,
-                               "early_stopping_patience": defaults.early_stopping_patience,
-                               "eval_every": defaults.evaluation_interval},
-                     "lora": {"rank": 8, "alpha": 16.0, "targets": "QKVO"}, "threads": args.threads},
-        "groups": {g.name: {"season": g.season, "horizon": g.horizon,
-                            "series": {u: len(s) for u, s in g.series.items()}} for g in groups},
-        "base_holdout_mase": base_mase,
-        "summary": summary,
-        "runs": runs,
-        "seconds": round(time.time() - started, 1),
-        "torch": torch.__version__,
-    }
-    out = args.output or RESULTS / f"finetune_value{'_quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2))
-    print(json.dumps(summary, indent=2))
+                write_report(args, runs, time.time() - started, base_mase, groups, complete=False)
+    payload = write_report(args, runs, time.time() - started, base_mase, groups)
+    print(json.dumps(payload["summary"], indent=2))
     return payload
 
 

@@ -177,3 +177,16 @@ def test_a_gain_within_the_margin_keeps_the_base(monkeypatch):
     _scripted(monkeypatch, [1.0, 0.995])
     cfg = FinetuneConfig(steps=5, depth=1, batch_size=4, eval_every=5, min_validation_gain=0.01)
     assert finetune(_model(), [seasonal_series(200)], cfg).validation["selected_step"] == 0
+
+
+def test_refit_trains_again_on_every_point_for_the_chosen_step_count(monkeypatch):
+    _scripted(monkeypatch, [1.0, 0.5, 0.9])
+    series = [seasonal_series(200, seed=i) for i in range(2)]
+    cfg = FinetuneConfig(steps=10, depth=2, batch_size=4, eval_every=5, refit=True)
+    result = finetune(_model(), series, cfg)
+    assert result.validation["selected_step"] == 5 and result.validation["refit_steps"] == 5
+    # The same as a plain 5-step fine-tune on all the data with the same seed.
+    plain = finetune(_model(), series, FinetuneConfig(steps=5, depth=2, batch_size=4, validation_windows=0))
+    kept, expected = trainable_state(result.model), trainable_state(plain.model)
+    assert all(torch.equal(kept[k], expected[k]) for k in kept)
+    assert result.points == sum(r.points for r in result.history) + plain.points

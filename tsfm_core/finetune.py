@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -59,6 +59,9 @@ class FinetuneConfig:
     validation_horizon: int | None = None
     # Fine-tuned weights replace the base only when their validation loss is this fraction lower.
     min_validation_gain: float = 0.01
+    # After validation picked a step k > 0, train again from the base on every point (the held-out
+    # windows too) for k steps and keep that: validation then chooses whether and how long to train.
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
@@ -228,11 +231,23 @@ def finetune(model: PatchTransformer, series: list[np.ndarray] | dict[str, np.nd
     prepare_for_finetune(tuned, cfg)
     train, tracker, note = validation_tracker(tuned, series, cfg, validation)
     history = list(run_finetune(tuned, train, cfg, device=device, tracker=tracker))
-    if tracker is not None:
+    if tracker is None:
+        return FinetuneResult(tuned.eval(), sum(r.points for r in history), history, note)
+    summary = tracker.summary()
+    points = sum(r.points for r in history)
+    if cfg.refit and tracker.best_step > 0 and validation is None:
+        # Same seed and step count on all the data: the recent points the split held out are often
+        # the most informative ones. Its validation scores would be in-sample, so none are claimed.
+        refit_cfg = replace(cfg, steps=tracker.best_step, validation_windows=0, early_stopping_patience=None)
+        tuned = copy.deepcopy(model)
+        prepare_for_finetune(tuned, refit_cfg)
+        everything = list(series.values()) if isinstance(series, dict) else list(series)
+        refit_history = list(run_finetune(tuned, everything, refit_cfg, device=device))
+        points += sum(r.points for r in refit_history)
+        summary["refit_steps"] = tracker.best_step
+    else:
         tracker.restore_best(tuned)
-    tuned.eval()
-    return FinetuneResult(tuned, sum(r.points for r in history), history,
-                          tracker.summary() if tracker is not None else note)
+    return FinetuneResult(tuned.eval(), points, history, summary)
 
 
 def finetuned_copy(model: PatchTransformer, series: list[np.ndarray], cfg: FinetuneConfig) -> tuple[PatchTransformer, int]:
