@@ -45,6 +45,8 @@ def _build_model(cfg: dict) -> tuple[PatchTransformer, FinetuneConfig | None]:
         init_weights(model, seed=cfg.get("seed", 0))
         return model, None
     finetune = FinetuneConfig(**cfg["finetune"])
+    if finetune.refit:
+        raise ValueError("refit is only implemented by tsfm_core.finetune.finetune, not by the Ray Train loop")
     model = load_model(cfg["base_model_dir"])
     prepare_for_finetune(model, finetune)
     return model, finetune
