@@ -12,6 +12,11 @@ with the first report --checkpoint-every steps after the last checkpoint. A work
 restarted from the last checkpoint (--max-failures); re-running with the same --name and
 --storage-path resumes an interrupted run. The result is a finetuned model directory (only the
 trained tensors + a reference to the base) and `metrics.jsonl` beside it.
+
+Every run validates (--validation-data, else the last window of each series is held out): the
+base is scored before step 0, validation loss/MASE at each evaluation, early stopping watches the
+validation loss, and the model kept is the best evaluation on validation (possibly the base
+itself); `training.validation` in the model's config.json says how it compares with its base.
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ def main(argv: list[str] | None = None) -> dict:
     run = FinetuneRun.from_argv(argv, __doc__)
     if not Path(run.data).exists():
         raise SystemExit(f"--data: {run.data} does not exist")
+    if run.validation_data is not None and not Path(run.validation_data).exists():
+        raise SystemExit(f"--validation-data: {run.validation_data} does not exist")
     output = Path(run.output)
     model_id = run.model_id or output.name
     worker = WorkerConfig(spec=run.spec, base_model_dir=run.base_model_dir, data_path=str(Path(run.data).resolve()),
+                          validation_path=str(Path(run.validation_data).resolve()) if run.validation_data else None,
                           threads_per_worker=run.cpus_per_worker, report_interval_s=run.report_interval_s,
                           inject_failure_at_step=run.inject_failure_at_step)
     if run.stop_file is not None:
@@ -50,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
         "resumed_from": max((h["resumed_from"] for h in history), default=0),
         "seconds": round(time.time() - started, 2),
         "num_workers": run.num_workers,
+        # Base vs kept weights on validation (see tsfm_core.model_selection); None when not validated.
+        "validation": history[-1].get("validation") if history else None,
     }
     save_finetuned(model, output, run.spec.base_model, Path(run.base_model_dir), run.spec.finetune,
                    metadata={"id": model_id, "training": summary})

@@ -75,6 +75,7 @@ class FinetuneRun:
     output: str  # directory for the finetuned model
     base_model_dir: str  # where the base's weights are (the server's resolver decides)
     model_id: str | None = None  # recorded in the model (default: the output directory's name)
+    validation_data: str | None = None  # validation series (same table format); default: held-out last windows
     num_workers: int = 1
     cpus_per_worker: int = 1
     use_gpu: bool = False
@@ -118,7 +119,14 @@ class FinetuneRun:
         p.add_argument("--lora-targets", default=LoraConfig.targets, choices=["QV", "QKVO", "QKVO_FFN"])
         p.add_argument("--early-stopping-patience", type=int, default=None)
         p.add_argument("--early-stopping-threshold", type=float, default=defaults.early_stopping_threshold)
-        p.add_argument("--eval-every", type=int, default=defaults.eval_every)
+        p.add_argument("--eval-every", type=int, default=defaults.eval_every,
+                       help="steps between evaluations (default: steps/10, 1..10)")
+        p.add_argument("--validation-data", default=None,
+                       help="validation series (same table format); default: hold out the last window(s) of each series")
+        p.add_argument("--validation-windows", type=int, default=defaults.validation_windows,
+                       help="windows held out per series when no --validation-data (0: no validation, keep the last step)")
+        p.add_argument("--validation-horizon", type=int, default=defaults.validation_horizon,
+                       help="points per validation window (default and cap: the model's output patch)")
         p.add_argument("--seed", type=int, default=defaults.seed)
         p.add_argument("--checkpoint-every", type=int, default=25, help="least steps between checkpoints")
         p.add_argument("--num-workers", type=int, default=1)
@@ -142,13 +150,15 @@ class FinetuneRun:
         finetune = FinetuneConfig(steps=a.steps, depth=a.depth, loss=a.loss, learning_rate=a.learning_rate,
                                   batch_size=a.batch_size, lora=lora, seed=a.seed,
                                   early_stopping_patience=a.early_stopping_patience,
-                                  early_stopping_threshold=a.early_stopping_threshold, eval_every=a.eval_every)
+                                  early_stopping_threshold=a.early_stopping_threshold, eval_every=a.eval_every,
+                                  validation_windows=a.validation_windows, validation_horizon=a.validation_horizon)
         base_dir = bundled_model_dir(a.base_model) or Path(a.base_model)
         if not (base_dir / CONFIG_FILE).exists():
             p.error(f"--base-model: {a.base_model!r} is neither a bundled model id nor a model directory")
         spec = TrainingSpec(base_model=read_config(base_dir).get("id", base_dir.name), finetune=finetune,
                             checkpoint_every=a.checkpoint_every)
         return cls(spec=spec, data=str(a.data), output=str(a.output), base_model_dir=str(base_dir), model_id=a.model_id,
+                   validation_data=a.validation_data,
                    num_workers=a.num_workers, cpus_per_worker=a.cpus_per_worker, use_gpu=a.use_gpu,
                    storage_path=a.storage_path, name=a.name, max_failures=a.max_failures,
                    progress_file=a.progress_file, stop_file=a.stop_file, report_interval_s=a.report_interval_s,

@@ -1,11 +1,11 @@
-"""What to train (depth 1-5 or LoRA) and the one train step every trainer shares."""
+"""What to train (depth 1-5 or LoRA), the one train step every trainer shares, and a validated fine-tune."""
 
 from __future__ import annotations
 
 import copy
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -13,6 +13,8 @@ from torch import nn
 
 from tsfm_core.losses import LOSSES, get_loss
 from tsfm_core.model import PatchTransformer
+from tsfm_core.model_selection import Agree, EarlyStopper, ValidationTracker, trainable_state  # noqa: F401 (re-exported)
+from tsfm_core.validation import build_batch, split_for_validation
 from tsfm_core.windows import TrainingBatch, sample_batch
 
 # Documented hyperparameter bounds (the dialects answer a 422 beyond them): past these a LoRA
@@ -56,10 +58,21 @@ class FinetuneConfig:
     batch_size: int = 32
     lora: LoraConfig | None = None
     seed: int = 0
-    # Early stopping on the training loss (evaluated every `eval_every` steps); None disables it.
+    # Early stopping after `patience` evaluations without the watched loss improving by
+    # `threshold`: the validation loss, or the training loss when there is no validation data.
     early_stopping_patience: int | None = None
     early_stopping_threshold: float = 0.0
-    eval_every: int = 10
+    eval_every: int | None = None  # steps between evaluations; None: steps // 10, at least 1, at most 10
+    # Validation: the last `validation_windows` windows of `validation_horizon` points (default: the
+    # model's output patch) of each series are held out unless the caller gives validation series.
+    # 0 restores the old behaviour: train on everything and keep the last weights.
+    validation_windows: int = 1
+    validation_horizon: int | None = None
+    # Fine-tuned weights replace the base only when their validation loss is this fraction lower.
+    min_validation_gain: float = 0.01
+    # After validation picked a step k > 0, train again from the base on every point (the held-out
+    # windows too) for k steps and keep that: validation then chooses whether and how long to train.
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
@@ -73,6 +86,17 @@ class FinetuneConfig:
         # 0 is allowed (nothing moves; tests of early stopping use it); the dialects ask for > 0.
         if not (math.isfinite(self.learning_rate) and 0 <= self.learning_rate <= MAX_LEARNING_RATE):
             raise ValueError(f"learning rate must be in [0, {MAX_LEARNING_RATE}]")
+        if self.validation_windows < 0:
+            raise ValueError("validation_windows must be >= 0")
+        if not 0 <= self.min_validation_gain < 1:
+            raise ValueError("min_validation_gain must be in [0, 1)")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ValueError("eval_every must be >= 1")
+
+    @property
+    def evaluation_interval(self) -> int:
+        """Short runs are evaluated often so their best step can be found; long ones every 10 steps."""
+        return self.eval_every or max(1, min(10, self.steps // 10))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,10 +105,11 @@ class FinetuneConfig:
 class LoRALinear(nn.Module):
     """y = base(x) + (alpha / rank) * B(A(x)); base frozen, B starts at zero so training starts at the base."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, generator: torch.Generator | None = None):
         super().__init__()
         self.base = base
-        self.lora_A = nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
+        a = torch.randn(rank, base.in_features, generator=generator) / math.sqrt(base.in_features)
+        self.lora_A = nn.Parameter(a)
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
         self.scaling = alpha / rank
 
@@ -92,15 +117,18 @@ class LoRALinear(nn.Module):
         return self.base(x) + (x @ self.lora_A.T @ self.lora_B.T) * self.scaling
 
 
-def apply_lora(model: PatchTransformer, cfg: LoraConfig) -> None:
-    """Wraps the targeted linear layers of every block in place and freezes everything else."""
+def apply_lora(model: PatchTransformer, cfg: LoraConfig, seed: int = 0) -> None:
+    """Wraps the targeted linear layers of every block in place and freezes everything else.
+
+    A's initialisation comes from `seed`, not the global RNG, so a run's seed fixes it."""
+    generator = torch.Generator().manual_seed(seed)
     for p in model.parameters():
         p.requires_grad_(False)
     for block in model.blocks:
         for path in LORA_TARGETS[cfg.targets]:
             owner_path, _, attr = path.rpartition(".")
             owner = block.attn if not owner_path else block.get_submodule(owner_path)
-            setattr(owner, attr, LoRALinear(getattr(owner, attr), cfg.rank, cfg.alpha))
+            setattr(owner, attr, LoRALinear(getattr(owner, attr), cfg.rank, cfg.alpha, generator))
 
 
 def select_depth(model: PatchTransformer, depth: int) -> None:
@@ -118,15 +146,9 @@ def select_depth(model: PatchTransformer, depth: int) -> None:
 
 def prepare_for_finetune(model: PatchTransformer, cfg: FinetuneConfig) -> None:
     if cfg.lora is not None:
-        apply_lora(model, cfg.lora)
+        apply_lora(model, cfg.lora, seed=cfg.seed)
     else:
         select_depth(model, cfg.depth)
-
-
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors a finetuned checkpoint stores: only what was trained."""
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in names}
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: TrainingBatch, loss_name: str,
@@ -179,31 +201,19 @@ def check_finite_weights(model: nn.Module) -> None:
 class StepRecord:
     step: int
     loss: float
-    points: int
-
-
-class EarlyStopper:
-    """Stops when the running loss fails to improve by `threshold` for `patience` evaluations."""
-
-    def __init__(self, patience: int | None, threshold: float):
-        self.patience, self.threshold = patience, threshold
-        self.best, self.bad = math.inf, 0
-
-    def should_stop(self, loss: float) -> bool:
-        if self.patience is None:
-            return False
-        if loss < self.best - self.threshold:
-            self.best, self.bad = loss, 0
-        else:
-            self.bad += 1
-        return self.bad >= self.patience
+    points: int  # observed points the step trained on (inputs and targets)
+    valid_loss: float | None = None  # set at evaluations when there is validation data
+    valid_mase: float | None = None
 
 
 def run_finetune(model: PatchTransformer, series: list[np.ndarray], cfg: FinetuneConfig,
                  start_step: int = 0, optimizer: torch.optim.Optimizer | None = None,
-                 device: str = "cpu") -> Iterator[StepRecord]:
+                 device: str = "cpu", tracker: ValidationTracker | None = None) -> Iterator[StepRecord]:
     """Trains in place (already prepared with `prepare_for_finetune`), yielding after every step.
 
+    With a `tracker`, the model is scored on validation before step 0 (unless resumed), at every
+    evaluation and at the last step, and early stopping watches the validation loss; the caller
+    restores the tracker's best weights. Without one, early stopping watches the training loss.
     Callers checkpoint or report between steps; the generator stops at `cfg.steps` or early stop.
     Raises NonFiniteTraining when a step's loss or the trained weights stop being finite, so no
     caller (the in-replica finetune, the Ray Train job) can save and mark ready a broken model.
@@ -211,22 +221,78 @@ def run_finetune(model: PatchTransformer, series: list[np.ndarray], cfg: Finetun
     optimizer = optimizer or make_optimizer(model, cfg.learning_rate)
     rng = np.random.default_rng(cfg.seed + start_step)
     stopper = EarlyStopper(cfg.early_stopping_patience, cfg.early_stopping_threshold)
+    if tracker is not None and tracker.base is None:
+        tracker.evaluate(model, 0)
+    interval = cfg.evaluation_interval
     window_losses: list[float] = []
     for step in range(start_step + 1, cfg.steps + 1):
         batch = sample_batch(series, cfg.batch_size, model.config, rng).to(device)
-        loss = train_step(model, optimizer, batch, cfg.loss)
-        window_losses.append(loss)
-        yield StepRecord(step=step, loss=loss, points=batch.n_points)
-        if step % cfg.eval_every == 0:
-            if stopper.should_stop(float(np.mean(window_losses))):
-                return
+        record = StepRecord(step=step, loss=train_step(model, optimizer, batch, cfg.loss), points=batch.n_points)
+        window_losses.append(record.loss)
+        stop = False
+        if tracker is not None and (step % interval == 0 or step == cfg.steps):
+            stop = tracker.evaluate(model, step)
+            record.valid_loss, record.valid_mase = tracker.history[-1]["valid_loss"], tracker.history[-1]["valid_mase"]
+        elif tracker is None and step % interval == 0:
+            stop = stopper.should_stop(float(np.mean(window_losses)))
             window_losses = []
+        yield record
+        if stop:
+            return
+
+
+@dataclass
+class FinetuneResult:
+    model: PatchTransformer  # eval mode; the kept weights (best on validation, or the last)
+    points: int  # observed points seen in training, summed over steps
+    history: list[StepRecord]
+    validation: dict | None  # ValidationTracker.summary(), or why there was none
+
+
+def validation_tracker(model: PatchTransformer, series: list[np.ndarray] | dict[str, np.ndarray], cfg: FinetuneConfig,
+                       validation: dict[str, np.ndarray] | None = None,
+                       agree: Agree | None = None) -> tuple[list[np.ndarray], ValidationTracker | None, dict | None]:
+    """(series training may see, the tracker or None, a note when validation is off).
+
+    `series`/`validation` keyed by id let validation series continue training series of the same id.
+    """
+    horizon = min(cfg.validation_horizon or model.config.output_patch_len, model.config.output_patch_len)
+    train, windows = split_for_validation(series, horizon, cfg.validation_windows, validation)
+    if not windows:
+        reason = "disabled" if cfg.validation_windows == 0 and not validation else "no series long enough to hold out"
+        return train, None, {"windows": 0, "reason": reason}
+    batch = build_batch(windows, model.config)
+    return train, ValidationTracker(batch, cfg.loss, cfg.early_stopping_patience, cfg.early_stopping_threshold,
+                                    agree, cfg.min_validation_gain), None
+
+
+def finetune(model: PatchTransformer, series: list[np.ndarray] | dict[str, np.ndarray], cfg: FinetuneConfig,
+             validation: dict[str, np.ndarray] | None = None, device: str = "cpu") -> FinetuneResult:
+    """A finetuned copy of `model` (the original stays untouched), validated as `cfg` says."""
+    tuned = copy.deepcopy(model)
+    prepare_for_finetune(tuned, cfg)
+    train, tracker, note = validation_tracker(tuned, series, cfg, validation)
+    history = list(run_finetune(tuned, train, cfg, device=device, tracker=tracker))
+    if tracker is None:
+        return FinetuneResult(tuned.eval(), sum(r.points for r in history), history, note)
+    summary = tracker.summary()
+    points = sum(r.points for r in history)
+    if cfg.refit and tracker.best_step > 0 and validation is None:
+        # Same seed and step count on all the data: the recent points the split held out are often
+        # the most informative ones. Its validation scores would be in-sample, so none are claimed.
+        refit_cfg = replace(cfg, steps=tracker.best_step, validation_windows=0, early_stopping_patience=None)
+        tuned = copy.deepcopy(model)
+        prepare_for_finetune(tuned, refit_cfg)
+        everything = list(series.values()) if isinstance(series, dict) else list(series)
+        refit_history = list(run_finetune(tuned, everything, refit_cfg, device=device))
+        points += sum(r.points for r in refit_history)
+        summary["refit_steps"] = tracker.best_step
+    else:
+        tracker.restore_best(tuned)
+    return FinetuneResult(tuned.eval(), points, history, summary)
 
 
 def finetuned_copy(model: PatchTransformer, series: list[np.ndarray], cfg: FinetuneConfig) -> tuple[PatchTransformer, int]:
-    """A finetuned copy of `model` (the original stays untouched) and the points it trained on."""
-    tuned = copy.deepcopy(model)
-    prepare_for_finetune(tuned, cfg)
-    points = sum(record.points for record in run_finetune(tuned, series, cfg))
-    tuned.eval()
-    return tuned, points
+    """A finetuned copy of `model` and the points it trained on (see `finetune` for the report)."""
+    result = finetune(model, series, cfg)
+    return result.model, result.points

@@ -27,7 +27,9 @@ class TrainingBatch:
 
     @property
     def n_points(self) -> int:
-        return int(self.mask.sum().item())
+        """Observed points the batch trains on: its contexts plus the targets after them (the last
+        position's target is the only one reaching past the context)."""
+        return int(self.mask.sum().item() + self.target_mask[:, -1].sum().item())
 
     def to(self, device: torch.device | str) -> "TrainingBatch":
         return TrainingBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
@@ -36,11 +38,14 @@ class TrainingBatch:
 SHORT_PATCHES = 8
 
 
-def _context_cap(rng: np.random.Generator, cfg: ModelConfig) -> int:
+def _context_cap(rng: np.random.Generator, cfg: ModelConfig, longest: int) -> int:
     """Half the batches hold short contexts (up to 8 patches) and are cut to that width, which
-    trains short-history behaviour and saves the compute of padding them to max_context."""
+    trains short-history behaviour and saves the compute of padding them to max_context. No batch
+    is wider than the longest context the series allow (`longest` points, rounded up to a patch):
+    padding is masked from attention, so it would only cost time (inference pads the same way)."""
     short = SHORT_PATCHES * cfg.patch_len
-    return short if short < cfg.max_context and rng.random() < 0.5 else cfg.max_context
+    cap = short if short < cfg.max_context and rng.random() < 0.5 else cfg.max_context
+    return min(cap, max(cfg.patch_len, -(-longest // cfg.patch_len) * cfg.patch_len))
 
 
 def sample_batch(series: list[np.ndarray], batch_size: int, cfg: ModelConfig, rng: np.random.Generator,
@@ -49,7 +54,8 @@ def sample_batch(series: list[np.ndarray], batch_size: int, cfg: ModelConfig, rn
     usable = [s for s in series if len(s) > min_future]
     if not usable:
         raise ValueError(f"no series has more than {min_future} points to train on")
-    horizon, context_cap = cfg.output_patch_len, _context_cap(rng, cfg)
+    longest = max(len(s) for s in usable) - min_future
+    horizon, context_cap = cfg.output_patch_len, _context_cap(rng, cfg, longest)
     contexts = np.full((batch_size, context_cap + horizon), np.nan, dtype=np.float32)
     for row in range(batch_size):
         s = usable[int(rng.integers(len(usable)))]

@@ -51,6 +51,11 @@ from train_jobs.spec import FinetuneRun
 log = logging.getLogger("ray.serve")
 
 
+# A job's own copies of its data, in its directory (see job_dir).
+TRAINING_DATA = "series.parquet"
+VALIDATION_DATA = "validation.parquet"
+
+
 def job_dir(settings: Settings, job_id: str) -> Path:
     return Path(settings.artifact_dir) / "jobs" / job_id
 
@@ -81,8 +86,10 @@ def driver_launch(settings: Settings) -> tuple[str, dict | None]:
 def entrypoint(settings: Settings, job: JobRecord, base_model_dir: Path, output_dir: Path) -> str:
     """Writes the job's FinetuneRun beside its data and returns the command that runs it."""
     directory = job_dir(settings, job.id)
-    run = FinetuneRun(spec=job.spec, data=str(directory / "series.parquet"), output=str(output_dir),
-                      base_model_dir=str(base_model_dir), model_id=job.model_id, num_workers=settings.train_workers,
+    validation = directory / VALIDATION_DATA
+    run = FinetuneRun(spec=job.spec, data=str(directory / TRAINING_DATA), output=str(output_dir),
+                      base_model_dir=str(base_model_dir), model_id=job.model_id,
+                      validation_data=str(validation) if validation.exists() else None, num_workers=settings.train_workers,
                       use_gpu=settings.use_gpu, storage_path=str(Path(settings.home) / "ray_train"), name=job.id,
                       max_failures=3, progress_file=str(directory / "progress.jsonl"),
                       stop_file=str(stop_file(settings, job.id)))

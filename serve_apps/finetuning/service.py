@@ -10,7 +10,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_apps.auth import Caller
 from serve_apps.errors import ApiError, not_found
-from serve_apps.finetuning.manager import job_dir
+from serve_apps.finetuning.manager import TRAINING_DATA, VALIDATION_DATA, job_dir
 from serve_apps.finetuning.store import JobNotFound, JobRecord, JobStore
 from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
 from serve_apps.models.registry import ModelStatus, Registry, new_model_id
@@ -33,7 +33,7 @@ class FinetuningService:
             raise not_found(["path", "job_id"], f"fine-tuning job {job_id!r}") from None
 
     async def create(self, caller: Caller, source: str, requested_model: str, spec: TrainingSpec, file: FileRecord,
-                     validation_file: str | None, request: dict, model_params: dict) -> JobRecord:
+                     validation_file: FileRecord | None, request: dict, model_params: dict) -> JobRecord:
         """Registers the model it will produce (queued), stores the job, and wakes the manager."""
         job = await asyncio.to_thread(self._create, caller, source, requested_model, spec, file, validation_file,
                                       request, model_params)
@@ -41,7 +41,7 @@ class FinetuningService:
         return job
 
     def _create(self, caller: Caller, source: str, requested_model: str, spec: TrainingSpec, file: FileRecord,
-                validation_file: str | None, request: dict, model_params: dict) -> JobRecord:
+                validation_file: FileRecord | None, request: dict, model_params: dict) -> JobRecord:
         check_job_quota(self.jobs.engine, caller.organization,
                         self.settings.limit(self.settings.max_concurrent_jobs, DEFAULT_CONCURRENT_JOBS))
         model_id = new_model_id()
@@ -52,11 +52,14 @@ class FinetuningService:
                           status=ModelStatus.QUEUED)
         job = self.jobs.create(organization=caller.organization, source=source, model=requested_model,
                                base_model_id=spec.base_model, model_id=model_id, training_file=file.id,
-                               validation_file=validation_file, spec=spec, request=request)
+                               validation_file=validation_file.id if validation_file else None, spec=spec,
+                               request=request)
         # The job trains on its own copy: deleting the file later cannot starve a resumed run.
         directory = job_dir(self.settings, job.id)
         directory.mkdir(parents=True, exist_ok=True)
-        shutil.copy(file.series_path, directory / "series.parquet")
+        shutil.copy(file.series_path, directory / TRAINING_DATA)
+        if validation_file is not None:  # the run validates on it instead of held-out windows
+            shutil.copy(validation_file.series_path, directory / VALIDATION_DATA)
         return job
 
     async def cancel(self, job_id: str, caller: Caller) -> JobRecord:

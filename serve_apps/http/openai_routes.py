@@ -68,11 +68,10 @@ async def delete_file(file_id: str, who: Caller = Depends(caller), svc: Services
 async def create_job(body: openai.JobCreate, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     base = svc.resolver.resolve(body.model, who.organization, ["body", "model"])
     file = own_file(svc, body.training_file, who, ["body", "training_file"])
-    if body.validation_file:
-        own_file(svc, body.validation_file, who, ["body", "validation_file"])
+    validation = own_file(svc, body.validation_file, who, ["body", "validation_file"]) if body.validation_file else None
     spec = openai.training_spec(body.resolved_hyperparameters(), file, base.id, body.seed or 0,
                                 svc.base.output_patch_len, svc.settings.max_job_steps, body.hyperparameters_loc())
-    job = await svc.finetuning.create(who, "openai", body.model, spec, file, body.validation_file,
+    job = await svc.finetuning.create(who, "openai", body.model, spec, file, validation,
                                       body.model_dump(mode="json"), {})
     return openai.job_view(job)
 

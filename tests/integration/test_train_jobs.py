@@ -51,20 +51,36 @@ def test_finetune_on_two_workers_resumes_after_a_killed_worker(tmp_path, data):
     assert [h["step"] for h in history] == list(range(1, 17))
     assert max(h["resumed_from"] for h in history) == 5  # restarted from the step-5 checkpoint
     assert config["training"]["resumed_from"] == 5
+    assert config["training"]["finetune_points"] == sum(h["points"] for h in history)
+    # Validated on the held-out last window of each series at every step (16 steps: interval 1),
+    # by both workers alike; the kept weights are the best evaluation, the base's when none beat it.
+    validation = config["training"]["validation"]
+    assert validation["windows"] == 6 and not validation["worse_than_base"]
+    assert validation["finetuned"]["loss"] <= validation["base"]["loss"]
+    assert all("valid_loss" in h and h["base_valid_loss"] == validation["base"]["loss"] for h in history)
+    best = min((h for h in history if h["valid_mase"] <= validation["base"]["mase"]), key=lambda h: h["valid_loss"])
+    if best["valid_loss"] < validation["base"]["loss"]:
+        assert validation["selected_step"] == best["step"]
     tuned, base = load_model(out), load_model()
     ctx = [seasonal_series(240, seed=0)]
-    assert not np.allclose(Forecaster(tuned).predict_quantiles(ctx, 8), Forecaster(base).predict_quantiles(ctx, 8))
+    same = np.allclose(Forecaster(tuned).predict_quantiles(ctx, 8), Forecaster(base).predict_quantiles(ctx, 8))
+    assert same == (validation["selected_step"] == 0)
 
 
-def test_lora_finetune_with_early_stopping(tmp_path, data):
+def test_lora_finetune_with_early_stopping_on_the_validation_file(tmp_path, data):
     out = tmp_path / "ft-lora"
+    validation = write_series({f"s{i}": seasonal_series(300, seed=i)[240:] for i in range(3)}, tmp_path / "valid.parquet")
     run_module("train_jobs.finetune", "--data", str(data), "--output", str(out), "--steps", "200", "--lora-rank", "4",
                "--lora-targets", "QKVO", "--learning-rate", "0", "--early-stopping-patience", "2", "--eval-every", "5",
-               "--checkpoint-every", "100", "--storage-path", str(tmp_path / "runs"))
+               "--checkpoint-every", "100", "--storage-path", str(tmp_path / "runs"), "--validation-data", str(validation))
     config = read_config(out)
     assert config["finetune"]["lora"]["targets"] == "QKVO"
-    steps = [h["step"] for h in _history(out)]
-    assert steps[-1] < 200  # lr=0 never improves, so patience ends it
+    history = _history(out)
+    assert history[-1]["step"] == 10 and history[-1]["early_stopped"]  # lr=0: validation never improves
+    validation = config["training"]["validation"]
+    # The validation file continues three training series: 60 points each, in windows of 32 + 28.
+    assert validation["windows"] == 6 and validation["selected_step"] == 0 and not validation["improved"]
+    assert history[-1]["validation"] == validation
     load_model(out)
 
 
