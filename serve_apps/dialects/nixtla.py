@@ -9,6 +9,7 @@ request sent the level, which is what the SDK's column naming relies on.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,7 +29,7 @@ class NixtlaSeries(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     y: list[float | None] = Field(min_length=1)
-    sizes: list[int] = Field(min_length=1)
+    sizes: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
     X: list[list[float | str | None]] | None = None
     X_future: list[list[float | str | None]] | None = None
     start_datetime: list[str] | None = None
@@ -36,8 +37,6 @@ class NixtlaSeries(BaseModel):
 
     @model_validator(mode="after")
     def _sizes_match(self) -> "NixtlaSeries":
-        if any(s < 1 for s in self.sizes):
-            raise ValueError("every entry of sizes must be >= 1")
         if sum(self.sizes) != len(self.y):
             raise ValueError(f"sizes add up to {sum(self.sizes)} but y has {len(self.y)} values")
         return self

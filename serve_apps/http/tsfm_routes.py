@@ -1,4 +1,4 @@
-"""TSFM.ai-style forecasting (`/v1/forecast`, single and batch), the model list, health and stats."""
+"""TSFM.ai-style forecasting (`/v1/forecast`, single and batch), health and stats (errors in the detail shape)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pydantic import ValidationError
 
 from serve_apps.auth import Caller
 from serve_apps.dialects import tsfm
-from serve_apps.errors import ApiError, invalid, invalid_body, validation_detail
+from serve_apps.dialects import tsfm_schema as schema
+from serve_apps.dialects.schema import RESPONSE
+from serve_apps.errors import ApiError, error_responses, invalid, invalid_body, validation_detail
 from serve_apps.http.dependencies import caller, services
-from serve_apps.models.catalog import CATALOG
+from serve_apps.http.openapi import parsed_body
 from serve_apps.replica.calls import ForecastCall
 from serve_apps.services import Services
 
@@ -22,27 +24,20 @@ router = APIRouter()
 ERROR_CODES = {401: "UNAUTHENTICATED", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 422: "INVALID_ARGUMENT"}
 
 
-@router.get("/health")
+@router.get("/health", response_model=schema.Health, **RESPONSE)
 async def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/v1/models")
-async def list_models(who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
-    data = [{"id": e.id, "object": "model", "owned_by": "tsfm-cluster", "aliases": list(e.aliases),
-             "kind": "base", "max_context_length": svc.base.max_context} for e in CATALOG.entries.values()]
-    data += [{"id": r.id, "object": "model", "owned_by": r.organization, "kind": "finetuned",
-              "base_model": r.base_model_id, "created": int(r.created_at), "status": r.status}
-             for r in svc.registry.list(who.organization)]
-    return {"object": "list", "data": data}
-
-
-@router.get("/v1/stats")
+@router.get("/v1/stats", response_model=schema.Stats, responses=error_responses("detail", 401, 429), **RESPONSE)
 async def stats(_: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     return await svc.models.stats()
 
 
-@router.post("/v1/forecast")
+@router.post("/v1/forecast", response_model=schema.ForecastResponse | schema.BatchForecastResponse,
+             responses=error_responses("detail", 400, 401, 404, 409, 413, 415, 422, 429, 503),
+             openapi_extra=parsed_body(schema.ForecastRequestBody, "One forecast request, or a batch of them in `requests`"),
+             **RESPONSE)
 async def forecast(payload: dict = Body(...), who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
     if "requests" in payload:
         items = payload["requests"]
