@@ -148,9 +148,16 @@ def to_forecast_request(body: NixtlaForecastBody, max_horizon: int) -> ForecastR
     return ForecastRequest(series=series, horizon=body.h, levels=level_quantiles(body.level or []))
 
 
+def check_trainable(series: NixtlaSeries) -> None:
+    """A finetune draws windows with at least one future point: some series must have two points."""
+    if max(series.sizes) < 2:
+        raise invalid(["body", "series", "sizes"], "fine-tuning needs a series of at least 2 points")
+
+
 def forecast_finetune(body: NixtlaForecastBody, max_steps: int) -> FinetuneConfig | None:
     if body.finetune_steps == 0:
         return None
+    check_trainable(body.series)
     if body.finetune_steps > max_steps:
         raise invalid(["body", "finetune_steps"], f"must be <= {max_steps} in a forecast call; use /v2/finetune or a fine-tuning job")
     return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)
@@ -195,6 +202,7 @@ def _feature_contributions(body: NixtlaForecastBody, results: list[ForecastResul
 
 
 def finetune_config(body: NixtlaFinetuneBody, max_steps: int) -> FinetuneConfig:
+    check_trainable(body.series)
     if body.finetune_steps > max_steps:
         raise invalid(["body", "finetune_steps"], f"must be <= {max_steps}; use a fine-tuning job for longer runs")
     return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)

@@ -14,7 +14,7 @@ Rows are returned series-major in time order, with `idxs` (row positions in the 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,16 +63,20 @@ class CrossValidationBody(_Finetunable):
     full_history: bool = False
 
 
+# int | float keeps a level sent as 99 spelled "99" in the interval keys the SDK names columns by;
+# the bounds sit on each member so that the JSON schema states them (exclusiveMinimum/Maximum).
+Level = Annotated[int, Field(gt=0, lt=100)] | Annotated[float, Field(gt=0, lt=100)]
+
+
 class AnomalyDetectionBody(_Common):
-    # int | float keeps a level sent as 99 spelled "99" in the interval keys the SDK names columns by.
-    level: int | float = Field(default=99, gt=0, lt=100)
+    level: Level = 99
 
 
 class OnlineAnomalyDetectionBody(_Finetunable):
     h: int = Field(ge=1)
     detection_size: int = Field(ge=1)
     threshold_method: Literal["univariate", "multivariate"] = "univariate"
-    level: int | float = Field(default=99, gt=0, lt=100)
+    level: Level = 99
     step_size: int | None = Field(default=None, ge=1)
 
 

@@ -15,9 +15,10 @@ from serve_apps.errors import Issue
 
 
 class BatchForecastBody(BaseModel):
-    """Documents the batch form; items are validated one by one (tsfm.parse_forecast)."""
+    """Documents the batch form; items are validated one by one (tsfm.parse_forecast). Nothing but
+    `requests` is allowed beside them (the route answers 422), so no body fits both forms."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     requests: list[ForecastBody] = Field(min_length=1)
 

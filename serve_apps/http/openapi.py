@@ -3,7 +3,8 @@
 Some routes take the raw JSON (`/v1/forecast` is a single request or a batch whose items fail one by
 one; `/v2/anomaly_detection` picks its detector from the body; the async routes pop `job_options`).
 `parsed_body(T)` documents such a body as the pydantic type `T` (openapi_extra), and
-`install_openapi` adds the models it refers to to the document's components.
+`install_openapi` adds the models it refers to to the document's components, and declares the
+bearer API key on every operation that can answer 401 (all but /health).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pydantic import TypeAdapter
 
 REF = "#/components/schemas/{model}"
 _DEFS: dict[str, dict] = {}  # component name -> schema, of every type parsed_body documented
+_BODIES: list[dict] = []  # the documented body schemas; operations name theirs by index (MARK)
+MARK = "x-parsed-body"
 
 
 def parsed_body(type_: Any, description: str = "") -> dict:
@@ -26,7 +29,10 @@ def parsed_body(type_: Any, description: str = "") -> dict:
             raise ValueError(f"two documented models are both named {name!r}")
     if description:
         schema["description"] = description
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    _BODIES.append(schema)
+    # FastAPI deep-merges openapi_extra into the schema it made of the route's raw `dict` parameter;
+    # the mark lets install_openapi put this schema in its place instead.
+    return {MARK: len(_BODIES) - 1}
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -36,6 +42,15 @@ def install_openapi(app: FastAPI) -> None:
             components = doc.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in _DEFS.items():  # a model a route already documents keeps FastAPI's spelling
                 components.setdefault(name, definition)
+            doc["components"]["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer",
+                                                              "description": "An API key from TSFM_API_KEYS"}}
+            for item in doc["paths"].values():
+                for operation in item.values():
+                    if MARK in operation:
+                        body = {"required": True, "content": {"application/json": {"schema": _BODIES[operation.pop(MARK)]}}}
+                        operation["requestBody"] = body
+                    if "401" in operation.get("responses", {}):
+                        operation["security"] = [{"apiKey": []}]
             app.openapi_schema = doc
         return app.openapi_schema
 

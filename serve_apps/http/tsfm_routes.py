@@ -40,6 +40,10 @@ async def stats(_: Caller = Depends(caller), svc: Services = Depends(services)) 
              **RESPONSE)
 async def forecast(payload: dict = Body(...), who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
     if "requests" in payload:
+        for key in payload:
+            if key != "requests":
+                raise invalid(["body", key], "a batch body holds only `requests`; put this in each request",
+                              "extra_forbidden")
         items = payload["requests"]
         if not isinstance(items, list) or not items:
             raise invalid(["body", "requests"], "requests must be a non-empty list of forecast requests")
