@@ -51,7 +51,7 @@ class NixtlaSeries(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     y: list[OptionalValue] = Field(min_length=1)
-    sizes: list[Count] = Field(min_length=1)
+    sizes: list[PositiveCount] = Field(min_length=1)
     X: list[list[Cell]] | None = None
     X_future: list[list[Cell]] | None = None
     start_datetime: list[str] | None = None
@@ -59,8 +59,6 @@ class NixtlaSeries(BaseModel):
 
     @model_validator(mode="after")
     def _sizes_match(self) -> "NixtlaSeries":
-        if any(s < 1 for s in self.sizes):
-            raise ValueError("every entry of sizes must be >= 1")
         if sum(self.sizes) != len(self.y):
             raise ValueError(f"sizes add up to {sum(self.sizes)} but y has {len(self.y)} values")
         return self
@@ -178,9 +176,16 @@ def to_forecast_request(body: NixtlaForecastBody, max_horizon: int) -> ForecastR
     return ForecastRequest(series=series, horizon=body.h, levels=level_quantiles(body.level or []))
 
 
+def check_trainable(series: NixtlaSeries) -> None:
+    """A finetune draws windows with at least one future point: some series must have two points."""
+    if max(series.sizes) < 2:
+        raise invalid(["body", "series", "sizes"], "fine-tuning needs a series of at least 2 points")
+
+
 def forecast_finetune(body: NixtlaForecastBody, max_steps: int) -> FinetuneConfig | None:
     if body.finetune_steps == 0:
         return None
+    check_trainable(body.series)
     if body.finetune_steps > max_steps:
         raise invalid(["body", "finetune_steps"], f"must be <= {max_steps} in a forecast call; use /v2/finetune or a fine-tuning job")
     return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)
@@ -227,6 +232,7 @@ def _feature_contributions(body: NixtlaForecastBody, results: list[ForecastResul
 
 
 def finetune_config(body: NixtlaFinetuneBody, max_steps: int) -> FinetuneConfig:
+    check_trainable(body.series)
     if body.finetune_steps > max_steps:
         raise invalid(["body", "finetune_steps"], f"must be <= {max_steps}; use a fine-tuning job for longer runs")
     return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)

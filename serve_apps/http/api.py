@@ -13,6 +13,7 @@ from serve_apps.http import cohere_routes, nixtla_routes, openai_routes, tsfm_ro
 from serve_apps.http.guards import CallerGate, JsonGuard
 from serve_apps.http.middleware import BodyMiddleware
 from serve_apps.http.observe import MetricsMiddleware, install_overload_handler
+from serve_apps.http.openapi import install_openapi
 from serve_apps.limits import (
     DEFAULT_RATE_PER_MINUTE,
     RateLimiter,
@@ -29,7 +30,8 @@ def create_api(services: Services) -> FastAPI:
     app = FastAPI(title="tsfm-cluster", version="0.1.0",
                   description="Self-hosted time-series foundation model serving and finetuning.")
     app.state.services = services
-    install_error_handlers(app)
+    install_error_handlers(app, ROUTERS)
+    install_openapi(app)
     install_overload_handler(app)
     install_limit_handler(app)
     # Starlette runs the last added outermost: metrics -> gate (auth, rate) -> size/decoding -> JSON checks.

@@ -1,4 +1,5 @@
-"""Cohere-style finetuned models (`/v1/finetuning/finetuned-models`): a registry model plus its job."""
+"""Cohere-style finetuned models (`/v1/finetuning/finetuned-models`): a registry model plus its job.
+Errors are in the detail shape, which the cohere SDK's ApiError carries whole as its body."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ from fastapi import APIRouter, Depends, Query
 
 from serve_apps.auth import Caller
 from serve_apps.dialects import cohere
-from serve_apps.errors import ApiError
+from serve_apps.dialects import cohere_schema as schema
+from serve_apps.dialects.schema import RESPONSE
+from serve_apps.errors import ApiError, error_responses
 from serve_apps.http.dependencies import caller, services
 from serve_apps.http.openai_routes import own_file
 from serve_apps.models.registry import ModelRecord
 from serve_apps.services import Services
 
-router = APIRouter()
+# Every route authenticates (401), is rate-limited (429) and validates its parameters (422).
+router = APIRouter(responses=error_responses("detail", 401, 422, 429))
+NOT_FOUND = error_responses("detail", 404)
+BODY = error_responses("detail", 400, 413, 415)  # the body middleware's answers
 
 DEFAULT_BASE = "tsfm-base"
 
@@ -25,7 +31,8 @@ def _descending(order_by: str | None) -> bool:
     return bool(order_by) and order_by.strip().endswith("desc")
 
 
-@router.post("/v1/finetuning/finetuned-models")
+@router.post("/v1/finetuning/finetuned-models", response_model=schema.FinetunedModelResponse,
+             responses=BODY | NOT_FOUND | error_responses("detail", 409), **RESPONSE)
 async def cohere_create(body: cohere.FinetunedModelBody, who: Caller = Depends(caller),
                         svc: Services = Depends(services)) -> dict:
     base_name = body.settings.base_model.name or DEFAULT_BASE
@@ -41,7 +48,7 @@ async def cohere_create(body: cohere.FinetunedModelBody, who: Caller = Depends(c
     return {"finetuned_model": _view(svc, svc.registry.get(job.model_id))}
 
 
-@router.get("/v1/finetuning/finetuned-models")
+@router.get("/v1/finetuning/finetuned-models", response_model=schema.FinetunedModelList, **RESPONSE)
 async def cohere_list(page_size: int | None = Query(None, ge=1, le=1000), page_token: str | None = None,
                       order_by: str | None = None, who: Caller = Depends(caller),
                       svc: Services = Depends(services)) -> dict:
@@ -52,12 +59,14 @@ async def cohere_list(page_size: int | None = Query(None, ge=1, le=1000), page_t
     return {"finetuned_models": [_view(svc, r) for r in chunk], "next_page_token": token, "total_size": len(records)}
 
 
-@router.get("/v1/finetuning/finetuned-models/{model_id}")
+@router.get("/v1/finetuning/finetuned-models/{model_id}", response_model=schema.FinetunedModelResponse,
+            responses=NOT_FOUND, **RESPONSE)
 async def cohere_get(model_id: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     return {"finetuned_model": _view(svc, svc.resolver.own_model(model_id, who.organization, ["path", "model_id"]))}
 
 
-@router.patch("/v1/finetuning/finetuned-models/{model_id}")
+@router.patch("/v1/finetuning/finetuned-models/{model_id}", response_model=schema.FinetunedModelResponse,
+              responses=BODY | NOT_FOUND | error_responses("detail", 409), **RESPONSE)
 async def cohere_update(model_id: str, body: cohere.FinetunedModelBody, who: Caller = Depends(caller),
                         svc: Services = Depends(services)) -> dict:
     record = svc.resolver.own_model(model_id, who.organization, ["path", "model_id"])
@@ -72,13 +81,15 @@ async def cohere_update(model_id: str, body: cohere.FinetunedModelBody, who: Cal
     return {"finetuned_model": _view(svc, svc.registry.get(model_id))}
 
 
-@router.delete("/v1/finetuning/finetuned-models/{model_id}")
+@router.delete("/v1/finetuning/finetuned-models/{model_id}", response_model=schema.Deleted, responses=NOT_FOUND,
+               **RESPONSE)
 async def cohere_delete(model_id: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     await svc.finetuning.delete_model(model_id, who)
     return {}
 
 
-@router.get("/v1/finetuning/finetuned-models/{model_id}/events")
+@router.get("/v1/finetuning/finetuned-models/{model_id}/events", response_model=schema.EventList, responses=NOT_FOUND,
+            **RESPONSE)
 async def cohere_events(model_id: str, page_size: int | None = Query(None, ge=1, le=1000),
                         page_token: str | None = None, order_by: str | None = None, who: Caller = Depends(caller),
                         svc: Services = Depends(services)) -> dict:
@@ -91,7 +102,8 @@ async def cohere_events(model_id: str, page_size: int | None = Query(None, ge=1,
     return {"events": chunk, "next_page_token": token, "total_size": len(events)}
 
 
-@router.get("/v1/finetuning/finetuned-models/{model_id}/training-step-metrics")
+@router.get("/v1/finetuning/finetuned-models/{model_id}/training-step-metrics", response_model=schema.StepMetricList,
+            responses=NOT_FOUND, **RESPONSE)
 async def cohere_step_metrics(model_id: str, page_size: int | None = Query(None, ge=1, le=1000),
                               page_token: str | None = None, who: Caller = Depends(caller),
                               svc: Services = Depends(services)) -> dict:

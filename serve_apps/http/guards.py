@@ -15,16 +15,17 @@ import json
 import re
 
 from serve_apps.auth import authenticate_header
-from serve_apps.errors import ApiError
+from serve_apps.errors import ApiError, render, shape_of
 from serve_apps.limits import RateLimited, RateLimiter
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 MAX_JSON_DEPTH = 64
 
 
-def error_response(exc: ApiError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """An ApiError as the status, headers and body the exception handlers would answer."""
-    body = json.dumps({"detail": exc.detail()}).encode()
+def error_response(exc: ApiError, scope: dict) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """An ApiError as the status, headers and body the exception handlers would answer, in the
+    error shape of the route the path belongs to (the gate answers before routing)."""
+    body = render(shape_of(scope), exc.status, exc.detail()).body
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(exc, RateLimited):
         headers.append((b"retry-after", str(exc.retry_after).encode()))
@@ -33,8 +34,8 @@ def error_response(exc: ApiError) -> tuple[int, list[tuple[bytes, bytes]], bytes
     return exc.status, headers, body
 
 
-async def _reply(send, exc: ApiError) -> None:
-    status, headers, body = error_response(exc)
+async def _reply(send, exc: ApiError, scope: dict) -> None:
+    status, headers, body = error_response(exc, scope)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -51,7 +52,7 @@ class CallerGate:
             caller = authenticate_header(header, self.keys)
             self.limiter.acquire(caller.organization)
         except ApiError as exc:
-            return await _reply(send, exc)
+            return await _reply(send, exc, scope)
         return await self.app(scope, receive, send)
 
 
@@ -151,7 +152,7 @@ class JsonGuard:
         body = b"".join(chunks)
         error = self._check(body)
         if error is not None:
-            return await _reply(send, error)
+            return await _reply(send, error, scope)
         sent = False
 
         async def replay():

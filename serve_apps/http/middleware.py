@@ -7,15 +7,16 @@ are accepted too. The decoded size is limited as well, so a small bomb cannot ex
 from __future__ import annotations
 
 import io
-import json
 import zlib
 
 import zstandard
 
+from serve_apps.errors import render, shape_of
 
-def _error(status: int, msg: str, type_: str) -> tuple[int, bytes]:
-    body = {"detail": [{"loc": ["body"], "msg": msg, "type": type_}]}
-    return status, json.dumps(body).encode()
+
+def _error(scope, status: int, msg: str, type_: str) -> tuple[int, bytes]:
+    """Answered before routing, in the error shape of the route the path belongs to."""
+    return status, render(shape_of(scope), status, [{"loc": ["body"], "msg": msg, "type": type_}]).body
 
 
 def _decode(data: bytes, encoding: str, limit: int) -> bytes:
@@ -45,7 +46,7 @@ class BodyMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                return await self._reply(send, *_error(413, f"request body exceeds {self.max_bytes} bytes", "too_large"))
+                return await self._reply(send, *_error(scope, 413, f"request body exceeds {self.max_bytes} bytes", "too_large"))
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
@@ -54,11 +55,11 @@ class BodyMiddleware:
             try:
                 body = _decode(body, encoding, self.max_bytes)
             except ValueError:
-                return await self._reply(send, *_error(415, f"unsupported content-encoding {encoding!r}", "unsupported_encoding"))
+                return await self._reply(send, *_error(scope, 415, f"unsupported content-encoding {encoding!r}", "unsupported_encoding"))
             except (zstandard.ZstdError, zlib.error):
-                return await self._reply(send, *_error(400, f"body is not valid {encoding} data", "bad_encoding"))
+                return await self._reply(send, *_error(scope, 400, f"body is not valid {encoding} data", "bad_encoding"))
             if len(body) > self.max_bytes:
-                return await self._reply(send, *_error(413, f"decoded body exceeds {self.max_bytes} bytes", "too_large"))
+                return await self._reply(send, *_error(scope, 413, f"decoded body exceeds {self.max_bytes} bytes", "too_large"))
             scope = dict(scope, headers=[(k, v) for k, v in scope["headers"]
                                          if k.lower() not in (b"content-encoding", b"content-length")]
                          + [(b"content-length", str(len(body)).encode())])

@@ -1,20 +1,24 @@
 """Nixtla TimeGPT routes (`/v2/*`, `/model_params`, `/validate_api_key`): the sync tasks, the async job
-API (`client.jobs.*`) and finetuned-model management. The work is in nixtla.tasks."""
+API (`client.jobs.*`) and finetuned-model management. The work is in nixtla.tasks. Errors are in
+the detail shape, which the nixtla SDK's ApiError shows whole."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from serve_apps.auth import Caller
 from serve_apps.dialects import nixtla, nixtla_backtest
-from serve_apps.errors import ApiError, invalid, invalid_body, not_found
+from serve_apps.dialects import nixtla_schema as schema
+from serve_apps.dialects.schema import RESPONSE
+from serve_apps.errors import ApiError, error_responses, invalid, invalid_body, not_found
 from serve_apps.http.dependencies import caller, services
 from serve_apps.http.fast_json import FastJSONResponse
+from serve_apps.http.openapi import parsed_body
 from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
 from serve_apps.models.catalog import CATALOG
 from serve_apps.models.registry import ModelNotFound, new_model_id
@@ -26,7 +30,12 @@ from serve_apps.nixtla.async_store import (
 )
 from serve_apps.services import Services
 
-router = APIRouter()
+# Every route but /health authenticates (401), is rate-limited (429) and validates its parameters (422).
+router = APIRouter(responses=error_responses("detail", 401, 422, 429))
+NOT_FOUND = error_responses("detail", 404)
+# A task: its body (400/413/415 from the body middleware), its model (404, or 409 when not ready).
+TASK = error_responses("detail", 400, 404, 409, 413, 415, 503)
+ANOMALY_BODY = nixtla_backtest.AnomalyDetectionBody | nixtla_backtest.OnlineAnomalyDetectionBody
 
 
 def _model_params(svc: Services, model: str, who: Caller, loc: list) -> dict:
@@ -34,41 +43,46 @@ def _model_params(svc: Services, model: str, who: Caller, loc: list) -> dict:
     return {"detail": {"input_size": svc.base.max_context, "horizon": svc.base.output_patch_len}}
 
 
-@router.get("/model_params")
+@router.get("/model_params", response_model=schema.ModelParams, responses=NOT_FOUND | error_responses("detail", 409),
+            **RESPONSE)
 async def model_params(model: str = Query("timegpt-1"), freq: str | None = Query(None),
                        who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     return _model_params(svc, model, who, ["query", "model"])
 
 
-@router.post("/model_params")
-async def model_params_post(payload: dict = Body(default={}), who: Caller = Depends(caller),
+@router.post("/model_params", response_model=schema.ModelParams, responses=TASK, **RESPONSE)
+async def model_params_post(payload: schema.ModelParamsBody | None = Body(default=None), who: Caller = Depends(caller),
                             svc: Services = Depends(services)) -> dict:
-    return _model_params(svc, str(payload.get("model") or "timegpt-1"), who, ["body", "model"])
+    return _model_params(svc, (payload or schema.ModelParamsBody()).model, who, ["body", "model"])
 
 
-@router.get("/validate_api_key")
+@router.get("/validate_api_key", response_model=schema.ApiKeyValid, **RESPONSE)
 async def validate_api_key(who: Caller = Depends(caller)) -> dict:
     return {"detail": "API key is valid", "organization": who.organization}
 
 
-@router.get("/v2/models")
+@router.get("/v2/models", response_model=schema.ModelNames, **RESPONSE)
 async def nixtla_models(_: Caller = Depends(caller)) -> dict:
     return {"models": [{"name": n} for n in CATALOG.names()]}
 
 
-@router.post("/v2/forecast")
+@router.post("/v2/forecast", response_model=schema.ForecastResponse, responses=TASK, **RESPONSE)
 async def nixtla_forecast(body: nixtla.NixtlaForecastBody, who: Caller = Depends(caller),
                           svc: Services = Depends(services)) -> Any:
     return FastJSONResponse(await svc.nixtla.prepare("forecast", body, who)())
 
 
-@router.post("/v2/cross_validation")
+@router.post("/v2/cross_validation", response_model=schema.CrossValidationResponse, responses=TASK, **RESPONSE)
 async def nixtla_cross_validation(body: nixtla_backtest.CrossValidationBody, who: Caller = Depends(caller),
                                   svc: Services = Depends(services)) -> Any:
     return FastJSONResponse(await svc.nixtla.prepare("cross_validation", body, who)())
 
 
-@router.post("/v2/anomaly_detection")
+@router.post("/v2/anomaly_detection",
+             response_model=schema.AnomalyDetectionResponse | schema.OnlineAnomalyDetectionResponse, responses=TASK,
+             openapi_extra=parsed_body(ANOMALY_BODY, "The batch detector's body, or the online detector's "
+                                       "(with detection_size, as nixtla's jobs.detect_anomalies sends it)"),
+             **RESPONSE)
 async def nixtla_anomaly_detection(payload: dict = Body(...), who: Caller = Depends(caller),
                                    svc: Services = Depends(services)) -> Any:
     # The batch detector's body, or (as nixtla 1.0 sends it here) the online detector's.
@@ -79,24 +93,30 @@ async def nixtla_anomaly_detection(payload: dict = Body(...), who: Caller = Depe
     return FastJSONResponse(await svc.nixtla.prepare(task, body, who)())
 
 
-@router.post("/v2/online_anomaly_detection")
+@router.post("/v2/online_anomaly_detection", response_model=schema.OnlineAnomalyDetectionResponse, responses=TASK,
+             **RESPONSE)
 async def nixtla_online_anomaly_detection(body: nixtla_backtest.OnlineAnomalyDetectionBody,
                                           who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
     return FastJSONResponse(await svc.nixtla.prepare("online_anomaly_detection", body, who)())
 
 
-@router.post("/v2/finetune")
+@router.post("/v2/finetune", response_model=schema.FinetuneResponse, responses=TASK, **RESPONSE)
 async def nixtla_finetune(body: nixtla.NixtlaFinetuneBody, who: Caller = Depends(caller),
                           svc: Services = Depends(services)) -> Any:
     return FastJSONResponse(await svc.nixtla.prepare("finetune", body, who)())
 
 
 # ---- async jobs (client.jobs.*) ------------------------------------------------------------------
-@router.post("/v2/{task}/async", status_code=202)
-async def nixtla_submit(task: str, payload: dict = Body(...), who: Caller = Depends(caller),
-                        svc: Services = Depends(services)) -> Any:
-    if task not in tasks.BODIES:
-        raise not_found(["path", "task"], f"async task {task!r} (supported: {', '.join(tasks.BODIES)})")
+def _async_body(task: str, body: type[BaseModel]) -> Any:
+    """The documented async body: the task's own (either detector's for anomaly_detection) plus job_options."""
+    bodies = [nixtla_backtest.AnomalyDetectionBody, nixtla_backtest.OnlineAnomalyDetectionBody] \
+        if task == "anomaly_detection" else [body]
+    documented = [create_model(f"Async{b.__name__}", __base__=b, job_options=(schema.JobOptions | None, None))
+                  for b in bodies]
+    return documented[0] if len(documented) == 1 else documented[0] | documented[1]
+
+
+async def _submit(task: str, payload: dict, who: Caller, svc: Services) -> Any:
     options = payload.pop("job_options", None) or {}
     timeout = options.get("timeout_seconds") if isinstance(options, dict) else None
     if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
@@ -115,6 +135,23 @@ async def nixtla_submit(task: str, payload: dict = Body(...), who: Caller = Depe
     return {"job_id": record.id, "status": record.status}
 
 
+def _submit_route(task: str):
+    async def submit(payload: dict = Body(...), who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
+        return await _submit(task, payload, who, svc)
+    return submit
+
+
+for _task, _body in tasks.BODIES.items():
+    router.add_api_route(f"/v2/{_task}/async", _submit_route(_task), methods=["POST"], status_code=202,
+                         name=f"nixtla_submit_{_task}", response_model=schema.AsyncSubmitted, responses=TASK,
+                         openapi_extra=parsed_body(_async_body(_task, _body)), **RESPONSE)
+
+
+@router.post("/v2/{task}/async", include_in_schema=False)
+async def nixtla_submit_unknown(task: str, _: Caller = Depends(caller)) -> Any:
+    raise not_found(["path", "task"], f"async task {task!r} (supported: {', '.join(tasks.BODIES)})")
+
+
 def _own_async_job(svc: Services, job_id: str, who: Caller):
     try:
         return svc.async_jobs.get(job_id, who.organization)
@@ -122,8 +159,8 @@ def _own_async_job(svc: Services, job_id: str, who: Caller):
         raise not_found(["path", "job_id"], f"job {job_id!r}") from None
 
 
-@router.get("/v2/{task}/jobs/{job_id}")
-async def nixtla_job(task: str, job_id: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
+@router.get("/v2/{task}/jobs/{job_id}", response_model=schema.AsyncJob, responses=NOT_FOUND, **RESPONSE)
+async def nixtla_job(job_id: str, task: str = Path(json_schema_extra={"enum": list(tasks.BODIES)}), who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     record = _own_async_job(svc, job_id, who)
     if record.task != task:
         raise not_found(["path", "job_id"], f"{task} job {job_id!r}")
@@ -134,7 +171,8 @@ async def nixtla_job(task: str, job_id: str, who: Caller = Depends(caller), svc:
             "result": result, "error": record.error}
 
 
-@router.post("/v2/async/jobs/{job_id}/cancel")
+@router.post("/v2/async/jobs/{job_id}/cancel", response_model=schema.AsyncSubmitted,
+             responses=NOT_FOUND | error_responses("detail", 400, 409, 413, 415), **RESPONSE)
 async def nixtla_cancel_job(job_id: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     try:
         record = svc.async_jobs.cancel(job_id, who.organization)
@@ -146,12 +184,12 @@ async def nixtla_cancel_job(job_id: str, who: Caller = Depends(caller), svc: Ser
 
 
 # ---- finetuned models -----------------------------------------------------------------------------
-@router.get("/v2/finetuned_models")
+@router.get("/v2/finetuned_models", response_model=schema.FinetunedModels, **RESPONSE)
 async def nixtla_finetuned_models(who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     return {"finetuned_models": [nixtla.finetuned_model_view(r) for r in svc.registry.list(who.organization)]}
 
 
-@router.get("/v2/finetuned_models/{model_id}")
+@router.get("/v2/finetuned_models/{model_id}", response_model=schema.FinetunedModel, responses=NOT_FOUND, **RESPONSE)
 async def nixtla_finetuned_model(model_id: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     try:
         return nixtla.finetuned_model_view(svc.registry.get(model_id, who.organization))
@@ -159,7 +197,8 @@ async def nixtla_finetuned_model(model_id: str, who: Caller = Depends(caller), s
         raise not_found(["path", "model_id"], f"finetuned model {model_id!r}") from None
 
 
-@router.delete("/v2/finetuned_models/{model_id}", status_code=204)
+@router.delete("/v2/finetuned_models/{model_id}", status_code=204, response_class=Response,
+               responses=NOT_FOUND | {204: {"description": "Deleted"}})
 async def nixtla_delete_finetuned_model(model_id: str, who: Caller = Depends(caller),
                                         svc: Services = Depends(services)) -> Response:
     await svc.finetuning.delete_model(model_id, who)

@@ -1,4 +1,4 @@
-"""TSFM.ai-style forecasting (`/v1/forecast`, single and batch), the model list, health and stats."""
+"""TSFM.ai-style forecasting (`/v1/forecast`, single and batch), health and stats (errors in the detail shape)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pydantic import ValidationError
 
 from serve_apps.auth import Caller
 from serve_apps.dialects import tsfm
-from serve_apps.errors import ApiError, invalid, invalid_body, validation_detail
+from serve_apps.dialects import tsfm_schema as schema
+from serve_apps.dialects.schema import RESPONSE
+from serve_apps.errors import ApiError, error_responses, invalid, invalid_body, validation_detail
 from serve_apps.http.dependencies import caller, services
 from serve_apps.http.fast_json import FastJSONResponse
-from serve_apps.models.catalog import CATALOG
+from serve_apps.http.openapi import parsed_body
 from serve_apps.replica.calls import ForecastCall
 from serve_apps.replica.metrics import metrics_endpoints, replica_counts
 from serve_apps.services import Services
@@ -25,22 +27,12 @@ router = APIRouter()
 ERROR_CODES = {401: "UNAUTHENTICATED", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 422: "INVALID_ARGUMENT"}
 
 
-@router.get("/health")
+@router.get("/health", response_model=schema.Health, **RESPONSE)
 async def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/v1/models")
-async def list_models(who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
-    data = [{"id": e.id, "object": "model", "owned_by": "tsfm-cluster", "aliases": list(e.aliases),
-             "kind": "base", "max_context_length": svc.base.max_context} for e in CATALOG.entries.values()]
-    data += [{"id": r.public_id, "object": "model", "owned_by": r.organization, "kind": "finetuned",
-              "base_model": r.public_base_model_id, "created": int(r.created_at), "status": r.status}
-             for r in svc.registry.list(who.organization)]
-    return {"object": "list", "data": data}
-
-
-@router.get("/v1/stats")
+@router.get("/v1/stats", response_model=schema.Stats, responses=error_responses("detail", 401, 429), **RESPONSE)
 async def stats(_: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     """Batching counters of both lanes, running replicas, and each Ray node's Prometheus endpoint."""
     return {**await svc.models.stats(), "replicas": await asyncio.to_thread(replica_counts),
@@ -51,17 +43,15 @@ async def stats(_: Caller = Depends(caller), svc: Services = Depends(services)) 
 # request's parsing does not hold the event loop that every small request of the replica shares.
 OFF_LOOP_BYTES = 256 * 1024
 
-FORECAST_BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "oneOf": [tsfm.ForecastBody.model_json_schema(ref_template="#/components/schemas/{model}"),
-              {"type": "object", "required": ["requests"], "properties": {"requests": {"type": "array", "minItems": 1}}}],
-}}}}}
-
 
 async def _maybe_off_loop(off_loop: bool, fn, *args):
     return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
 
 
-@router.post("/v1/forecast", openapi_extra=FORECAST_BODY_DOC)
+@router.post("/v1/forecast", response_model=schema.ForecastResponse | schema.BatchForecastResponse,
+             responses=error_responses("detail", 400, 401, 404, 409, 413, 415, 422, 429, 503),
+             openapi_extra=parsed_body(schema.ForecastRequestBody, "One forecast request, or a batch of them in `requests`"),
+             **RESPONSE)
 async def forecast(request: Request, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
     raw = await request.body()
     big = len(raw) > OFF_LOOP_BYTES
@@ -72,6 +62,10 @@ async def forecast(request: Request, who: Caller = Depends(caller), svc: Service
     if not isinstance(payload, dict):
         raise invalid(["body"], "the body must be a JSON object", "dict_type")
     if "requests" in payload:
+        for key in payload:
+            if key != "requests":
+                raise invalid(["body", key], "a batch body holds only `requests`; put this in each request",
+                              "extra_forbidden")
         items = payload["requests"]
         if not isinstance(items, list) or not items:
             raise invalid(["body", "requests"], "requests must be a non-empty list of forecast requests")
