@@ -24,6 +24,8 @@ class ForecastResult:
     truncated_from: int | None = None
     covariate_weights: np.ndarray | None = None
     covariate_contributions: np.ndarray | None = None  # [H, C, K] additive effect of each covariate
+    mean: np.ndarray | None = None  # [H, C] where the model has a mean apart from its median (statistical models)
+    model: str | None = None  # who answered, where that is not simply the model asked (fallbacks, ensembles)
 
 
 class Forecaster:
