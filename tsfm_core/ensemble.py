@@ -34,7 +34,6 @@ class EnsembleConfig:
     weighting: str = "equal"  # or "inverse_score"
     n_windows: int = 1
     min_context: int = 3  # points a backtest window's forecast must see
-    refit: bool = False  # statistical models: refit on the whole history instead of reusing backtest fits
     calibrate: bool = True
     min_calibration_points: int = 200  # fewer backtest points than this: the bands are left as they are
 
@@ -213,8 +212,7 @@ def _statistical_pass(name: str, units: list[np.ndarray], seasons: list[int], wi
                       levels: list[float], config: EnsembleConfig, n_jobs: int | None) -> _Candidate:
     cutoffs = [tuple(w.cutoff for w in windows[u * config.n_windows : (u + 1) * config.n_windows])
                for u in range(len(units))]
-    out = forecast_units(name, [(y, m, c) for y, m, c in zip(units, seasons, cutoffs)], horizon, levels,
-                         n_jobs, config.refit)
+    out = forecast_units(name, [(y, m, c) for y, m, c in zip(units, seasons, cutoffs)], horizon, levels, n_jobs)
     return _Candidate(np.stack([u.values for u in out]), np.stack([np.stack(u.backtests) for u in out]))
 
 
