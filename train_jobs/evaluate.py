@@ -104,11 +104,13 @@ def evaluate(model_dir: Path, subset: str, limit: int | None = None) -> dict:
 
 
 def run_leaderboard(models: list[str], datasets: list[str], limit: int | None, n_jobs: int | None,
-                    output: Path) -> dict:
-    """Every (dataset, model) pair scored; the JSON and a markdown table written side by side."""
+                    output: Path, append: bool = False) -> dict:
+    """Every (dataset, model) pair scored; the JSON and a markdown table written side by side.
+    With `append`, rows already in `output` stay unless this run scores the same pair again."""
     from train_jobs import leaderboard
     from train_jobs.eval_data import load_dataset
 
+    done = json.loads(output.read_text())["rows"] if append and output.exists() else []
     rows = []
     for name in datasets:
         data = load_dataset(name, limit)
@@ -118,6 +120,8 @@ def run_leaderboard(models: list[str], datasets: list[str], limit: int | None, n
                          "n_series": len(data.train), "horizon": data.horizon, "season": data.season,
                          "answered_by": pred.answered_by})
             print(json.dumps(rows[-1]), flush=True)
+    fresh = {(r["dataset"], r["model"]) for r in rows}
+    rows = [r for r in done if (r["dataset"], r["model"]) not in fresh] + rows
     report = {"levels": leaderboard.LEVELS, "rows": rows}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
@@ -135,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--datasets", default=None, help="comma-separated, e.g. m3/monthly,tourism/yearly "
                                                      "(default: the four M3 subsets)")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes for statistical models (default: all CPUs)")
+    p.add_argument("--append", action="store_true", help="keep the other rows of an existing leaderboard file")
     p.add_argument("--tag", default="m3", help="leaderboard file name: benchmarks/results/leaderboard_<tag>.json")
     p.add_argument("--model-dir", type=Path, default=BASE_MODEL_DIR)
     p.add_argument("--subset", default="monthly", choices=["monthly", "quarterly", "yearly", "other"])
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.models:
         datasets = args.datasets.split(",") if args.datasets else [f"m3/{s}" for s in ("yearly", "quarterly", "monthly", "other")]
         output = args.output or Path("benchmarks/results") / f"leaderboard_{args.tag}.json"
-        return run_leaderboard(args.models.split(","), datasets, args.limit, args.n_jobs, output)
+        return run_leaderboard(args.models.split(","), datasets, args.limit, args.n_jobs, output, args.append)
     report = evaluate(args.model_dir, args.subset, args.limit)
     output = args.output or Path("benchmarks/results") / f"eval_m3_{args.subset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,10 @@ SCORING_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # WQL and calibr
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    statistical: tuple[str, ...] = ("SeasonalNaive", "AutoETS", "AutoTheta")
+    # Measured on M3 (benchmarks/results/leaderboard_m3.md): the transformer with AutoETS and AutoTheta,
+    # equally weighted, beats each alone; one backtest window per series is too noisy a judge for
+    # per-series selection to help there, so by default top_n keeps all three.
+    statistical: tuple[str, ...] = ("AutoETS", "AutoTheta")
     scoring_metric: str = "MASE"
     top_n: int = 3  # the `max_models` of the wire formats
     weighting: str = "equal"  # or "inverse_score"
