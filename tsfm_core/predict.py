@@ -35,6 +35,8 @@ class ForecastResult:
     # distribution, whatever levels were requested (tsfm_core.simulate.sample_forecast draws from it).
     trained: np.ndarray | None = None
     trained_levels: tuple[float, ...] | None = None
+    mean: np.ndarray | None = None  # [H, C] where the model has a mean apart from its median (statistical models)
+    model: str | None = None  # who answered, where that is not simply the model asked (fallbacks, ensembles)
 
 
 class Forecaster:
