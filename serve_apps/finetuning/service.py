@@ -70,8 +70,13 @@ class FinetuningService:
         return self.jobs.get(job_id)
 
     async def delete_model(self, model_id: str, caller: Caller) -> None:
-        """Any dialect's delete: stops a training job first, then soft-deletes and frees artifacts."""
-        self.resolver.own_model(model_id, caller.organization, ["path", "model_id"])
+        """Any dialect's delete: stops a training job first, then soft-deletes and frees artifacts. A
+        model other live models were finetuned from is a 409: their weights sit on top of its own."""
+        record = self.resolver.own_model(model_id, caller.organization, ["path", "model_id"])
+        children = [child.public_id for child in self.registry.children(record.id)]
+        if children:
+            raise ApiError(409, ["path", "model_id"], f"model {model_id!r} is the base of finetuned models "
+                           f"{', '.join(children)}; delete those first", "has_dependents")
         job = self.jobs.by_model(model_id)
         if job is not None and job.status.active:
             await self.job_manager.cancel.remote(job.id)

@@ -170,6 +170,10 @@ class Registry(Store[ModelRecord]):
                  .order_by(models.c.created_at))
         return self.select(query)
 
+    def children(self, model_id: str) -> list[ModelRecord]:
+        """Live models finetuned on top of `model_id`: they load its weights, so it must outlive them."""
+        return self.select(sa.select(models).where(models.c.base_model_id == model_id, models.c.deleted_at.is_(None)))
+
     def set_status(self, model_id: str, status: ModelStatus, **values) -> None:
         with self.engine.begin() as conn:
             conn.execute(models.update().where(models.c.id == model_id)

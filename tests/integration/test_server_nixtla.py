@@ -76,7 +76,7 @@ def test_sdk_feature_contributions_add_up_to_the_forecast(client):
     assert len(client.feature_contributions) == len(both) > 14
 
 
-def test_sdk_finetune_list_use_and_delete(client):
+def test_sdk_finetune_list_use_and_delete(client, http):
     df = _df()
     model_id = client.finetune(df=df, freq="D", finetune_steps=5, finetune_depth=2, finetune_loss="mae",
                                output_model_id="sdk-model-1")
@@ -92,6 +92,8 @@ def test_sdk_finetune_list_use_and_delete(client):
     child = client.finetune(df=df, freq="D", finetune_steps=3, finetuned_model_id="sdk-model-1")
     assert client.finetuned_model(child).base_model_id == "sdk-model-1"
     assert len(client.forecast(df=df, h=3, freq="D", finetuned_model_id=child)) == 6
+    parent = http.delete("/v2/finetuned_models/sdk-model-1")  # its child's weights sit on top of it
+    assert parent.status_code == 409 and child in parent.json()["detail"][0]["msg"]
     assert client.delete_finetuned_model(child) is True
     assert client.delete_finetuned_model("sdk-model-1") is True
     assert "sdk-model-1" not in [m.id for m in client.finetuned_models()]

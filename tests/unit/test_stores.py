@@ -69,3 +69,13 @@ def test_files_and_async_jobs_share_the_pattern(url, tmp_path):
     store = AsyncJobStore(url, tmp_path / "artifacts")
     job = store.create("acme", "k", "forecast", {"x": 1}, None)
     assert store.get(job.id, "acme").status is AsyncJobStatus.PENDING
+
+
+def test_registry_lists_live_children(url, tmp_path):
+    registry = Registry(url, tmp_path / "artifacts")
+    _model(registry, "parent")
+    child = registry.add(model_id="child", organization="acme", base_model_id="parent", source="nixtla",
+                         created_by="k", freq=None, steps=1, depth=1, loss="default", finetune_tokens=0, params={})
+    assert [c.id for c in registry.children("parent")] == [child.id]
+    registry.delete("child", "acme")
+    assert registry.children("parent") == []
