@@ -58,7 +58,10 @@ def seasonal_series(n: int, period: int = 12, noise: float = 0.5, seed: int = 0,
 
 
 API_KEY, OTHER_KEY = "test-key", "other-org-key"
+# The shared server takes far more than a client's 600 requests a minute (Schemathesis, the fuzz):
+# its rate limit is off here; tests/unit/test_http_guards.py tests the limiter itself.
 SERVER_ENV = {"TSFM_MAX_BODY_BYTES": str(8 * 1024 * 1024), "TSFM_MAX_POINTS": "400000", "TSFM_MAX_REPLICAS": "1",
+              "TSFM_RATE_LIMIT_PER_MINUTE": "0",
               "TSFM_API_KEYS": f"{API_KEY}=acme,{OTHER_KEY}=globex"}
 
 
