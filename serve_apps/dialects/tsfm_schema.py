@@ -89,8 +89,12 @@ class Health(Out):
 
 
 class Stats(Out):
-    """The model replicas' batching counters."""
+    """Batching counters over both lanes (totals, then per lane), running replicas per deployment,
+    and each Ray node's Prometheus endpoint."""
 
     batches_run: int
     requests_batched: int
-    device: str
+    local: dict | None = None
+    bulk: dict | None = None
+    replicas: dict[str, int] = {}
+    metrics_endpoints: list[str] = []

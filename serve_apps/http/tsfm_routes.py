@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -44,6 +45,15 @@ async def stats(_: Caller = Depends(caller), svc: Services = Depends(services)) 
 OFF_LOOP_BYTES = 256 * 1024
 
 
+def _decode(raw: bytes) -> Any:
+    """orjson for speed; the standard parser where orjson refuses NaN/Infinity literals, which mean
+    missing values (NaN) or are answered as out-of-range values naming their field (Infinity)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 async def _maybe_off_loop(off_loop: bool, fn, *args):
     return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
 
@@ -56,8 +66,8 @@ async def forecast(request: Request, who: Caller = Depends(caller), svc: Service
     raw = await request.body()
     big = len(raw) > OFF_LOOP_BYTES
     try:
-        payload = await _maybe_off_loop(big, orjson.loads, raw)
-    except orjson.JSONDecodeError as exc:
+        payload = await _maybe_off_loop(big, _decode, raw)
+    except json.JSONDecodeError as exc:
         raise invalid(["body", exc.pos], f"JSON decode error: {exc.msg}", "json_invalid") from None
     if not isinstance(payload, dict):
         raise invalid(["body"], "the body must be a JSON object", "dict_type")
