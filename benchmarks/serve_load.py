@@ -100,10 +100,11 @@ def stats(url: str) -> dict:
         return {}
 
 
-def measure(url: str, levels: list[int], requests: int, max_seconds: float) -> dict:
+def measure(url: str, levels: list[int], requests: int, max_seconds: float, workloads: list[str]) -> dict:
     out: dict = {}
     for path, make in BODIES.items():
-        for name, shape in WORKLOADS.items():
+        for name in workloads:
+            shape = WORKLOADS[name]
             body = make(**shape)
             httpx.post(url + path, json=body, timeout=120).raise_for_status()  # warm-up: model load
             rows = []
@@ -179,32 +180,34 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=1500, help="most requests per level")
     p.add_argument("--max-seconds", type=float, default=20, help="most seconds per level")
     p.add_argument("--bulk-series", type=int, default=10_000)
+    p.add_argument("--workloads", default="W1,W2", help="which of W1, W2 to run")
     p.add_argument("--quick", action="store_true", help="levels 1,16,64, 300 requests, 8 s a level")
     p.add_argument("--output", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = p.parse_args()
     if args.quick:
         args.levels, args.requests, args.max_seconds = "1,16,64", 300, 8
     levels = [int(c) for c in args.levels.split(",")]
+    workloads = args.workloads.split(",")
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "workloads": WORKLOADS, "levels": levels, "requests_per_level": args.requests,
               "max_seconds_per_level": args.max_seconds, "results": {}}
     targets = args.targets.split(",")
     if args.url:
-        report["results"]["serve"] = measure(args.url, levels, args.requests, args.max_seconds)
+        report["results"]["serve"] = measure(args.url, levels, args.requests, args.max_seconds, workloads)
         report["results"]["mixed"] = mixed(args.url, args.requests, args.max_seconds, args.bulk_series)
     else:
         if "bare" in targets:
             with tempfile.TemporaryDirectory() as home:
                 bare = BareServer(Path(home)).start()
                 try:
-                    report["results"]["bare"] = measure(bare.url, levels, args.requests, args.max_seconds)
+                    report["results"]["bare"] = measure(bare.url, levels, args.requests, args.max_seconds, workloads)
                 finally:
                     bare.stop()
         if "serve" in targets:
             with tempfile.TemporaryDirectory() as home:
                 server = ServerProcess(Path(home), env={"TSFM_INGRESS_MAX_REPLICAS": "2"}).start()
                 try:
-                    report["results"]["serve"] = measure(server.url, levels, args.requests, args.max_seconds)
+                    report["results"]["serve"] = measure(server.url, levels, args.requests, args.max_seconds, workloads)
                     report["results"]["mixed"] = mixed(server.url, args.requests, args.max_seconds, args.bulk_series)
                 finally:
                     server.stop()

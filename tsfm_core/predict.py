@@ -16,7 +16,9 @@ from tsfm_core.tokenizer import fit_scaler, left_pad, patchify
 # Rollout past the first output patch (Forecaster._rollout): sample paths per series, equally
 # likely points that stand for each path's predictive distribution in the mixture, and the
 # lag-1 correlation that ties a path's steps together (errors of neighbouring steps persist).
-ROLLOUT_PATHS = 32
+# 8 rather than 32 paths: on one CPU thread a 16-series, h=64 request of the 7.3 M-parameter base
+# took 4.6 s with 32 (1.2 s with 8), and the coverage tests still hold.
+ROLLOUT_PATHS = 8
 MIXTURE_POINTS = 50
 ROLLOUT_RHO = 0.9
 
