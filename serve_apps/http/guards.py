@@ -16,6 +16,7 @@ import re
 
 from serve_apps.auth import authenticate_header
 from serve_apps.errors import ApiError, render, shape_of
+from serve_apps.http.middleware import replaying
 from serve_apps.limits import RateLimited, RateLimiter
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
@@ -153,16 +154,7 @@ class JsonGuard:
         error = self._check(body)
         if error is not None:
             return await _reply(send, error, scope)
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replaying(body, receive), send)
 
     def _check(self, body: bytes) -> ApiError | None:
         try:

@@ -29,6 +29,21 @@ def _decode(data: bytes, encoding: str, limit: int) -> bytes:
     raise ValueError(encoding)
 
 
+def replaying(body: bytes, receive):
+    """An ASGI `receive` that hands the app the already-read `body` once, then defers to the real
+    one (so a disconnect still reaches the app)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyMiddleware:
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -63,16 +78,7 @@ class BodyMiddleware:
             scope = dict(scope, headers=[(k, v) for k, v in scope["headers"]
                                          if k.lower() not in (b"content-encoding", b"content-length")]
                          + [(b"content-length", str(len(body)).encode())])
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replaying(body, receive), send)
 
     @staticmethod
     async def _reply(send, status: int, body: bytes) -> None:
