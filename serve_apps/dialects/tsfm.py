@@ -138,7 +138,7 @@ def to_request(body: ForecastBody, loc: list, max_points: int, max_horizon: int)
     series = []
     for i, s in enumerate(body.inputs):
         here = loc + ["inputs", i]
-        values = np.array([[np.nan if x is None else x for x in row] for row in s.target], dtype=np.float32)
+        values = np.array(s.target, dtype=np.float32)  # numpy reads None as NaN (a missing value)
         t = len(values)
         for name, cov in s.past_covariates.items():
             if len(cov) != t:
