@@ -127,14 +127,14 @@ class MlflowBackend:
         self.client = MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name(target.experiment)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(target.experiment)
-        found = self.client.search_runs([experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{run_name}'",
-                                        max_results=1)
+        key = run_id(run_name)  # quote-free, so it can sit in the filter string
+        found = self.client.search_runs([experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{key}'", max_results=1)
         self.logged_to = 0  # steps up to here are in the run already (a restarted worker repeats some)
         if found:
             self.run_id = found[0].info.run_id
             self.logged_to = max((m.step for m in self.client.get_metric_history(self.run_id, "train_loss")), default=0)
         else:
-            tags = {**dict(target.tags), RUN_TAG: run_name, **({MODEL_DIR_TAG: model_dir} if model_dir else {})}
+            tags = {**dict(target.tags), RUN_TAG: key, **({MODEL_DIR_TAG: model_dir} if model_dir else {})}
             self.run_id = self.client.create_run(experiment_id, run_name=target.run_name or run_name,
                                                  tags=tags).info.run_id
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
