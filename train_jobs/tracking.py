@@ -11,7 +11,9 @@ the step's record as `tracking_warning`, which reaches metrics.jsonl and the job
 other backend carries on.
 
 A worker restarted from a checkpoint reopens the same runs: the W&B id and the MLflow tag
-`tsfm.run` both derive from the Ray Train run name, and steps already logged are not logged twice.
+`tsfm.run` both derive from the Ray Train run name. MLflow skips the steps it already has; W&B
+online drops steps below the run's current one itself; W&B offline writes a second offline-run
+directory with the same id, which `wandb sync` appends to the same run.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def final_summary(record: dict) -> dict[str, float | int | bool | str]:
     if isinstance(validation, dict) and "base" in validation:
         for side, prefix in (("base", "base"), ("finetuned", "final")):
             summary.update({f"{prefix}_valid_{k}": v for k, v in validation[side].items()})
-        summary.update({k: validation[k] for k in ("selected_step", "improved", "worse_than_base", "windows")})
+        summary.update({k: validation[k] for k in ("selected_step", "improved", "worse_than_base", "windows", "mase_ratio")
+                        if k in validation})
     elif isinstance(validation, dict):  # why there was no validation
         summary["validation"] = str(validation.get("reason", "none"))
     return summary
@@ -159,11 +162,10 @@ class MlflowBackend:
 
     def finish(self, summary: dict) -> None:
         self._flush()
-        numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
-        for k, v in numbers.items():
-            self.client.log_metric(self.run_id, f"summary.{k}", v)
-        for k, v in summary.items():
-            if k not in numbers or isinstance(v, bool):
+        for k, v in summary.items():  # numbers as metrics, flags and notes as tags
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.client.log_metric(self.run_id, f"summary.{k}", float(v))
+            else:
                 self.client.set_tag(self.run_id, f"summary.{k}", str(v))
         self.client.set_terminated(self.run_id)
 

@@ -64,7 +64,11 @@ def wandb_run(directory: Path) -> dict:
 
 
 def mlflow_run(uri: str, experiment: str = "tsfm-finetune"):
+    import os
+
     from mlflow import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # as the tracker does (MLflow 3's file store)
 
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
@@ -267,3 +271,35 @@ def test_cohere_wandb_settings_reach_the_spec_and_only_the_spec():
     spec = cohere.training_spec(body, "tsfm-base", n_windows=20, max_steps=100)
     assert spec.tracking.wandb == WandbTarget(project="demand", entity="acme", api_key=SECRET)
     assert SECRET not in repr(spec) and SECRET not in repr(body) and SECRET not in str(body.model_dump(mode="json"))
+
+
+def test_the_server_writes_the_operators_tracking_settings_into_the_run(tmp_path):
+    from serve_apps.finetuning.manager import entrypoint, job_dir
+    from serve_apps.finetuning.store import JobStore
+    from serve_apps.settings import Settings
+    from train_jobs.spec import FinetuneRun
+
+    settings = Settings.from_dict({"home": str(tmp_path), "database_url": f"sqlite:///{tmp_path / 'db.sqlite'}",
+                                   "artifact_dir": str(tmp_path / "artifacts"), "mlflow_all_jobs": True})
+    asked = TrackingConfig(wandb=WandbTarget(project="p", api_key=SECRET))
+    job = JobStore(settings.database_url).create(
+        organization="acme", source="cohere", model="tsfm-base", base_model_id="tsfm-base", model_id="ft-1",
+        training_file="file-1", validation_file=None, spec=TrainingSpec(tracking=asked), request={})
+    job_dir(settings, job.id).mkdir(parents=True)
+    entrypoint(settings, JobStore(settings.database_url).get(job.id), BASE_MODEL_DIR, tmp_path / "out")
+    run = FinetuneRun.read(job_dir(settings, job.id) / "run.json").spec.tracking
+    assert run.wandb == asked.wandb and run.wandb.api_key == SECRET and run.online is False
+    assert run.directory == str(job_dir(settings, job.id)) and run.mlflow == MlflowTarget()
+    assert run.mlflow_tracking_uri == (tmp_path / "mlruns").as_uri()
+
+
+def test_a_tracking_warning_in_the_progress_file_becomes_a_warn_event_once():
+    import json
+
+    from serve_apps.finetuning.progress import Progress, fold
+
+    lines = [{"step": 1, "loss": 0.5, "points": 1, "tracking_warning": "mlflow tracking stopped: OSError: disk full"},
+             {"step": 1, "loss": 0.5, "points": 1, "tracking_warning": "mlflow tracking stopped: OSError: disk full"}]
+    _, events = fold(Progress(), "".join(json.dumps(line) + "\n" for line in lines).encode(), 10)
+    warns = [e for e in events if e.level == "warn"]
+    assert [e.message for e in warns] == ["Experiment tracking: mlflow tracking stopped: OSError: disk full"]
