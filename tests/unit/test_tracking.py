@@ -4,6 +4,7 @@ from their .wandb file, MLflow runs read back through MlflowClient from a file s
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -303,3 +304,45 @@ def test_a_tracking_warning_in_the_progress_file_becomes_a_warn_event_once():
     _, events = fold(Progress(), "".join(json.dumps(line) + "\n" for line in lines).encode(), 10)
     warns = [e for e in events if e.level == "warn"]
     assert [e.message for e in warns] == ["Experiment tracking: mlflow tracking stopped: OSError: disk full"]
+
+
+def test_through_http_the_key_is_kept_for_the_run_and_never_returned(tmp_path):
+    """The real routes in-process (tests.inprocess, no Ray): both dialects' tracking reaches the
+    stored spec; no response, stored request or event carries the Cohere key."""
+    from fastapi.testclient import TestClient
+
+    from serve_apps.finetuning.store import JobStore
+    from tests.inprocess import build_api
+
+    csv = "unique_id,y\n" + "".join(f"s{i},{v}\n" for i in range(2) for v in seasonal_series(120, seed=i))
+    app = build_api(tmp_path)
+    # No cluster here: the job manager's wake-up call goes nowhere and the jobs stay queued.
+    app.state.services.finetuning.job_manager = SimpleNamespace(reconcile=SimpleNamespace(remote=lambda: None))
+    with TestClient(app) as client:
+        file_id = client.post("/v1/files", data={"purpose": "fine-tune"},
+                              files={"file": ("s.csv", csv.encode(), "text/csv")}).json()["id"]
+        integrations = [{"type": "wandb", "wandb": {"project": "demand", "tags": ["x"]}},
+                        {"type": "mlflow", "mlflow": {"experiment_name": "demand"}}]
+        created = client.post("/v1/fine_tuning/jobs", json={"model": "tsfm-base", "training_file": file_id,
+                                                             "integrations": integrations})
+        assert created.status_code == 200, created.text
+        job = created.json()
+        assert [i["type"] for i in client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["integrations"]] == [
+            "wandb", "mlflow"]
+        cohere = client.post("/v1/finetuning/finetuned-models", json={"name": "m", "settings": {
+            "base_model": {"base_type": "BASE_TYPE_GENERATIVE"}, "dataset_id": file_id,
+            "wandb": {"project": "demand", "api_key": SECRET}}})
+        assert cohere.status_code == 200, cohere.text
+        model_id = cohere.json()["finetuned_model"]["id"]
+        shown = [cohere.text, client.get(f"/v1/finetuning/finetuned-models/{model_id}").text,
+                 client.get("/v1/finetuning/finetuned-models").text,
+                 client.get(f"/v1/finetuning/finetuned-models/{model_id}/events").text]
+        assert not [text for text in shown if SECRET in text]
+
+    store = JobStore(f"sqlite:///{tmp_path / 'registry.db'}")
+    openai_job = store.get(job["id"])
+    assert openai_job.spec.tracking.wandb == WandbTarget(project="demand", tags=("x",))
+    assert openai_job.spec.tracking.mlflow == MlflowTarget(experiment="demand")
+    (cohere_job,) = [j for j in store.list("default") if j.source == "cohere"]
+    assert cohere_job.spec.tracking.wandb.api_key == SECRET  # the run needs it to sync online
+    assert SECRET not in str(cohere_job.request) and not [e for e in store.events(cohere_job.id) if SECRET in e.message]
