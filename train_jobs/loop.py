@@ -194,6 +194,7 @@ def train_loop_per_worker(cfg: WorkerConfig) -> None:
         pending = []
         if checkpoint_now:
             last_checkpoint = step
+            tracking.flush()
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
                 if rank == 0:

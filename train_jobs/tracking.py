@@ -46,6 +46,8 @@ class Backend(Protocol):
 
     def log(self, step: int, metrics: dict[str, float]) -> None: ...
 
+    def flush(self) -> None: ...
+
     def finish(self, summary: dict[str, float | int | bool | str]) -> None: ...
 
 
@@ -111,6 +113,9 @@ class WandbBackend:
         # W&B drops steps below its current one itself (a restarted worker repeats a few).
         self.run.log(metrics, step=step)
 
+    def flush(self) -> None:
+        pass  # wandb-core, its own process, writes every step as it comes
+
     def finish(self, summary: dict) -> None:
         self.run.summary.update(summary)
         self.run.finish()
@@ -152,16 +157,16 @@ class MlflowBackend:
         now_ms = int(time.time() * 1000)
         self.pending += [Metric(k, v, now_ms, step) for k, v in metrics.items()]
         if time.monotonic() - self.flushed_at >= FLUSH_EVERY_S:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         # log_batch takes at most 1000 metrics per call.
         for i in range(0, len(self.pending), 1000):
             self.client.log_batch(self.run_id, metrics=self.pending[i : i + 1000])
         self.pending, self.flushed_at = [], time.monotonic()
 
     def finish(self, summary: dict) -> None:
-        self._flush()
+        self.flush()
         for k, v in summary.items():  # numbers as metrics, flags and notes as tags
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 self.client.log_metric(self.run_id, f"summary.{k}", float(v))
@@ -199,6 +204,12 @@ class Tracking:
         if self.warnings and "loss" in record:
             record["tracking_warning"] = "; ".join(self.warnings)
             self.warnings = []
+
+    def flush(self) -> None:
+        """Sends what backends buffer, at each checkpoint: a worker restarted from that checkpoint
+        then finds every step up to it logged, and logs the steps after it again."""
+        for backend in list(self.backends):
+            self._guarded(backend, backend.flush)
 
     def finish(self, record: dict) -> None:
         """Closes the runs with the base-vs-final summary from the last record."""

@@ -3,13 +3,13 @@ from their .wandb file, MLflow runs read back through MlflowClient from a file s
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from tests.conftest import seasonal_series
+from tests.tracking_files import history, mlflow_run, wandb_run
 from train_jobs.spec import MlflowTarget, TrackingConfig, TrainingSpec, WandbTarget
 from train_jobs.tracking import MODEL_DIR_TAG, Tracking, open_tracking
 from tsfm_core.checkpoint import BASE_MODEL_DIR
@@ -17,69 +17,6 @@ from tsfm_core.datasets import write_series
 from tsfm_core.finetune import FinetuneConfig
 
 SECRET = "wandb-key-that-must-not-leak-0123456789"
-BLOCK = 32768  # the .wandb file is a LevelDB-style log of 32 KiB blocks
-
-
-def wandb_records(run_file: Path) -> list:
-    """The protobuf Records of a W&B run file (wandb ships the schema, not a Python reader).
-
-    Layout: a 7-byte ':W&B' header, then chunks of crc32 (4) + length (2) + kind (1) + data, never
-    straddling a block; kinds 1 (full) and 4 (last) end a record."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = run_file.read_bytes()
-    assert data[:4] == b":W&B"
-    records, pos, chunk = [], 7, b""
-    while pos + 7 <= len(data):
-        if BLOCK - pos % BLOCK < 7:  # the block's tail is padding
-            pos += BLOCK - pos % BLOCK
-            continue
-        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
-        chunk += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):
-            record = pb.Record()
-            record.ParseFromString(chunk)
-            records.append(record)
-            chunk = b""
-    return records
-
-
-def wandb_run(directory: Path) -> dict:
-    """{'history': {step: {key: value}}, 'summary': {...}, 'config': {...}, 'tags': [...], 'id': ...}."""
-    import json
-
-    (run_file,) = directory.glob("wandb/offline-run-*/run-*.wandb")
-    out: dict = {"history": {}, "summary": {}, "config": {}}
-    for r in wandb_records(run_file):
-        kind = r.WhichOneof("record_type")
-        if kind == "run":
-            out.update(id=r.run.run_id, project=r.run.project, tags=list(r.run.tags), name=r.run.display_name)
-            out["config"] = {i.key: json.loads(i.value_json) for i in r.run.config.update}
-        elif kind == "history":
-            row = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-            out["history"][row["_step"]] = row
-        elif kind == "summary":
-            out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
-    return out
-
-
-def mlflow_run(uri: str, experiment: str = "tsfm-finetune"):
-    import os
-
-    from mlflow import MlflowClient
-
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # as the tracker does (MLflow 3's file store)
-
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    return client, runs
-
-
-def history(client, run_id: str, key: str) -> dict[int, float]:
-    return {m.step: m.value for m in client.get_metric_history(run_id, key)}
-
-
 def fake_run(tracking: Tracking, steps: int = 6, evaluate_every: int = 3) -> list[dict]:
     """What loop.py hands the tracker: the base's scores at step 0, then each step's record."""
     tracking.log(0, {"step": 0, "valid_loss": 0.5, "valid_mase": 1.0, "best_step": 0})
@@ -139,9 +76,9 @@ def test_a_restarted_worker_continues_the_same_mlflow_run_without_repeating_step
     uri = (tmp_path / "mlruns").as_uri()
     spec = spec_with(TrackingConfig(mlflow=MlflowTarget(), mlflow_tracking_uri=uri))
     first = open_tracking(spec, "ftjob-r")
-    for step in range(1, 5):  # dies after step 4; its checkpoint was at step 2
+    for step in range(1, 5):  # dies after step 4; its last checkpoint was at step 2
         first.log(step, {"step": step, "loss": 1.0})
-    first.backends[0]._flush()  # what its periodic flush had sent
+    first.flush()  # what its periodic flush had sent
     second = open_tracking(spec, "ftjob-r")
     for step in range(3, 7):
         second.log(step, {"step": step, "loss": 2.0})
@@ -158,6 +95,9 @@ class Broken:
 
     def log(self, step: int, metrics: dict) -> None:
         raise ConnectionError(f"401 for key {SECRET}")
+
+    def flush(self) -> None:
+        raise AssertionError("a failed backend is not called again")
 
     def finish(self, summary: dict) -> None:
         raise AssertionError("a failed backend is not called again")
