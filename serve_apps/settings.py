@@ -80,10 +80,18 @@ class Settings:
     rate_limit_per_minute: int | None = field(default_factory=lambda: _env_optional_int("TSFM_RATE_LIMIT_PER_MINUTE"))
     max_concurrent_jobs: int | None = field(default_factory=lambda: _env_optional_int("TSFM_MAX_CONCURRENT_JOBS"))
 
+    # Experiment tracking of fine-tunes (train_jobs.tracking, docs/operations.md). W&B runs are written
+    # offline under each job's directory unless the operator lets them sync live; MLflow runs go to
+    # this URI (default: a file store under home) for jobs that opt in, or every job with all_jobs.
+    tracking_online: bool = field(default_factory=lambda: os.environ.get("TSFM_TRACKING_ONLINE", "0") == "1")
+    mlflow_tracking_uri: str = field(default_factory=lambda: os.environ.get("TSFM_MLFLOW_TRACKING_URI", ""))
+    mlflow_all_jobs: bool = field(default_factory=lambda: os.environ.get("TSFM_MLFLOW_ALL_JOBS", "0") == "1")
+
     def __post_init__(self) -> None:
         home = Path(self.home)
         self.database_url = self.database_url or os.environ.get("TSFM_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
         self.artifact_dir = self.artifact_dir or os.environ.get("TSFM_ARTIFACT_DIR") or str(home / "artifacts")
+        self.mlflow_tracking_uri = self.mlflow_tracking_uri or (home / "mlruns").resolve().as_uri()
 
     @property
     def work_limits(self) -> WorkLimits:

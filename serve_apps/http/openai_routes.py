@@ -6,6 +6,7 @@ carry the message and the parameter."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
@@ -84,6 +85,7 @@ async def create_job(body: openai.JobCreate, who: Caller = Depends(caller), svc:
     validation = own_file(svc, body.validation_file, who, ["body", "validation_file"]) if body.validation_file else None
     spec = openai.training_spec(body.resolved_hyperparameters(), file, base.id, body.seed or 0,
                                 svc.base.output_patch_len, svc.settings.max_job_steps, body.hyperparameters_loc())
+    spec = replace(spec, tracking=openai.tracking_config(body.integrations))
     job = await svc.finetuning.create(who, "openai", body.model, spec, file, validation,
                                       body.model_dump(mode="json"), {})
     return openai.job_view(job)
