@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from serve_apps.dialects.numbers import (
     Number,
@@ -22,6 +22,9 @@ from serve_apps.errors import ApiError, invalid
 from serve_apps.models.registry import public_id
 from tsfm_core.predict import ForecastRequest, ForecastResult
 from tsfm_core.series import Series
+from tsfm_core.simulate import sample_forecast
+
+MAX_SEED = 2**63 - 1
 
 
 class SeriesInput(BaseModel):
@@ -68,6 +71,8 @@ class ForecastParameters(BaseModel):
     sensitivity: Number | None = None
     temperature: Number | None = None
     top_p: Number | None = None
+    # Our extension (the seed has none): fixes the `samples` drawn; without it they differ per request.
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] | None = None
 
     @field_validator("quantile_levels")
     @classmethod
@@ -167,15 +172,12 @@ def _iso(ts: pd.Timestamp) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _samples(result: ForecastResult, n: int, rng: np.random.Generator) -> list:
-    """Draws from each step's predictive distribution by inverting the interpolated quantile function."""
-    levels = np.asarray(result.levels)
-    u = rng.uniform(levels[0], levels[-1], size=(n, result.quantiles.shape[1], result.quantiles.shape[2]))
-    out = np.empty_like(u)
-    for t in range(u.shape[1]):
-        for c in range(u.shape[2]):
-            out[:, t, c] = np.interp(u[:, t, c], levels, result.quantiles[:, t, c])
-    return out.round(6).tolist()
+def sample_seeds(seed: int | None, n_series: int) -> list:
+    """One independent stream per series: spawned from the request's `seed` (reproducible), or fresh
+    entropy per request when it has none."""
+    if seed is None:
+        return [None] * n_series
+    return np.random.SeedSequence(seed).spawn(n_series)
 
 
 def build_response(body: ForecastBody, request: ForecastRequest, results: list[ForecastResult],
@@ -185,17 +187,20 @@ def build_response(body: ForecastBody, request: ForecastRequest, results: list[F
     wanted = params.quantile_levels
     h = params.prediction_length
     outputs = []
-    rng = np.random.default_rng(0)
     for i, r in enumerate(results):
         check_finite_forecast(r, (loc or ["body"]) + ["inputs", i])
-    for s, r in zip(request.series, results):
+    seeds = sample_seeds(params.seed, len(results)) if params.num_samples else None
+    for k, (s, r) in enumerate(zip(request.series, results)):
         index = {q: i for i, q in enumerate(r.levels)}
         out: dict[str, Any] = {
             "mean": r.median.round(6).tolist(),
             "quantile_predictions": [{"level": q, "values": r.quantiles[index[q]].round(6).tolist()} for q in wanted],
         }
         if params.num_samples:
-            out["samples"] = _samples(r, params.num_samples, rng)
+            # Paths from the whole predictive distribution, coherent over time (tsfm_core.simulate).
+            out["samples"] = sample_forecast(r, params.num_samples, seeds[k]).round(6).tolist()
+        if r.model is not None:  # who answered this series, where that is not simply `served_model`
+            out["served_model"] = r.model
         stamps = s.future_timestamps(h)
         if stamps is not None:
             out["timestamps"] = [_iso(t) for t in stamps]

@@ -16,7 +16,7 @@ from serve_apps.dialects import openai_schema as schema
 from serve_apps.dialects.schema import RESPONSE
 from serve_apps.errors import OpenAIRoute, error_responses, invalid, not_found
 from serve_apps.http.dependencies import caller, services
-from serve_apps.models.catalog import CATALOG, BaseModelEntry
+from serve_apps.models.catalog import CATALOG, BaseModelEntry, card
 from serve_apps.models.registry import ModelNotFound, ModelRecord
 from serve_apps.services import Services
 from serve_apps.storage.files import FileNotFound, FileRecord, InvalidFile
@@ -125,8 +125,10 @@ async def job_checkpoints(job_id: str, after: str | None = None, limit: int = Qu
 
 # ---- models (base models, their aliases, the caller's finetuned models) ------------------------------
 def _base_view(svc: Services, e: BaseModelEntry) -> dict:
-    return {"id": e.id, "object": "model", "owned_by": "tsfm-cluster", "aliases": list(e.aliases), "kind": "base",
-            "max_context_length": svc.base.max_context}
+    """The catalog's honest card (models.catalog.card): family, parameters, context, horizon, quantiles,
+    covariates, multivariate, temperature/top_p, and what answers the name on this server."""
+    served = svc.resolver.served_by(e)
+    return card(e, served, served is not None, svc.settings.max_prediction_length)
 
 
 def _finetuned_view(r: ModelRecord) -> dict:
