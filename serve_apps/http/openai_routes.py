@@ -143,7 +143,7 @@ async def list_models(who: Caller = Depends(caller), svc: Services = Depends(ser
     return {"object": "list", "data": data}
 
 
-@router.get("/v1/models/{model_id}", response_model=schema.Model, responses=NOT_FOUND, **RESPONSE)
+@router.get("/v1/models/{model_id:path}", response_model=schema.Model, responses=NOT_FOUND, **RESPONSE)
 async def retrieve_model(model_id: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     """A base model by id or alias (answered under its own id), or one of the caller's finetuned models."""
     entry = CATALOG.lookup(model_id)

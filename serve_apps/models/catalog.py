@@ -27,6 +27,8 @@ from tsfm_core.checkpoint import BASE_MODEL_DIR, BASE_MODEL_ID, CONFIG_FILE, WEI
 
 TRANSFORMER, STATISTICAL, ENSEMBLE, THIRD_PARTY = "transformer", "statistical", "ensemble", "third_party"
 AUTO_ID = "auto"
+# The response header that names the model that answered, for dialects whose bodies have no field for it.
+SERVED_MODEL_HEADER = "x-served-model"
 # The levels a model's own quantile heads produce; other levels are interpolated (or read from
 # the statistical models' prediction intervals, which exist at any level).
 DECILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

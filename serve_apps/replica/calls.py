@@ -41,7 +41,15 @@ class EnsembleCall:
 
 class RequestRejected(ValueError):
     """A model cannot answer the request as it was asked (too short a series for a backtest,
-    covariates for `auto`, a finetune of a statistical model): the request's doing, a 422."""
+    covariates for `auto`, a finetune of a statistical model): the request's doing, a 422 at
+    `loc` (the field, where the engine knows it; the body otherwise)."""
+
+    def __init__(self, msg: str, loc: list | None = None):
+        super().__init__(msg)
+        self.loc = loc or ["body"]
+
+    def __reduce__(self):  # crosses Ray's process boundary with its loc
+        return (RequestRejected, (str(self), self.loc))
 
 
 @dataclass
@@ -64,5 +72,5 @@ def training_errors():
         if isinstance(cause, NonFiniteTraining):
             raise ApiError(422, ["body"], f"fine-tuning diverged: {cause}", "non_finite_training") from None
         if isinstance(cause, RequestRejected):
-            raise ApiError(422, ["body"], str(cause), "value_error") from None
+            raise ApiError(422, cause.loc, str(cause), "value_error") from None
         raise

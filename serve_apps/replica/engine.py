@@ -125,7 +125,8 @@ class ModelEngine:
     async def _forecast_cpu(self, model_id: str, call: ForecastCall) -> list[ForecastResult]:
         """A statistical or `auto` forecast: one thread call per request (batched over its series)."""
         if call.finetune is not None:
-            raise RequestRejected(f"model {model_id!r} is fitted per series at request time; it takes no finetune_steps")
+            raise RequestRejected(f"model {model_id!r} is fitted per series at request time; it takes no finetune_steps",
+                                  ["body", "finetune_steps"])
         forecaster = await self.model(model_id)
         async with self._cpu_slot():
             results = await asyncio.to_thread(forecaster.forecast_many, [call.request])
@@ -204,7 +205,8 @@ class ModelEngine:
     async def finetune(self, base_id: str, call: FinetuneCall) -> int:
         """Trains a finetuned copy of `base_id` and writes its checkpoint; returns the points it trained on."""
         if base_id in self.cpu_ids:
-            raise RequestRejected(f"model {base_id!r} is fitted per series at request time and cannot be finetuned")
+            raise RequestRejected(f"model {base_id!r} is fitted per series at request time and cannot be finetuned",
+                                  ["body", "model"])
         forecaster = await self.model(base_id)
         tuned, points = await asyncio.to_thread(finetuned_copy, forecaster.model, call.series, call.config)
         await asyncio.to_thread(save_finetuned, tuned, call.output_dir, base_id, self.model_dir(base_id), call.config,
