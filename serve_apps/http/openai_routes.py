@@ -79,7 +79,7 @@ async def delete_file(file_id: str, who: Caller = Depends(caller), svc: Services
 @router.post("/v1/fine_tuning/jobs", response_model=schema.FineTuningJob,
              responses={**BODY, **NOT_FOUND, **error_responses("openai", 409)}, **RESPONSE)
 async def create_job(body: openai.JobCreate, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
-    base = svc.resolver.resolve(body.model, who.organization, ["body", "model"])
+    base = svc.resolver.resolve_trainable(body.model, who.organization, ["body", "model"])
     file = own_file(svc, body.training_file, who, ["body", "training_file"])
     validation = own_file(svc, body.validation_file, who, ["body", "validation_file"]) if body.validation_file else None
     spec = openai.training_spec(body.resolved_hyperparameters(), file, base.id, body.seed or 0,

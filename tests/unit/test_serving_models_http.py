@@ -106,3 +106,8 @@ def test_samples_are_random_unless_seeded_and_span_the_distribution(client):
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     assert (first.std(axis=0) > 0).all()  # one requested level no longer makes every sample identical
+
+
+def test_fine_tuning_a_statistical_model_is_refused_naming_the_model(client):
+    r = client.post("/v1/fine_tuning/jobs", headers=AUTH, json={"model": "statsforecast/auto_ets", "training_file": "f"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "model"
