@@ -25,6 +25,10 @@ from tsfm_core.series import Series
 from tsfm_core.simulate import sample_forecast
 
 MAX_SEED = 2**63 - 1
+# With `num_samples`, the model is also asked for these levels: a model without quantile heads of
+# its own (statistical, `auto`) then still gives sample_forecast a whole distribution to draw from,
+# whatever `quantile_levels` the client wants back.
+SAMPLE_LEVELS = {0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99}
 
 
 class SeriesInput(BaseModel):
@@ -163,7 +167,7 @@ def to_request(body: ForecastBody, loc: list, max_points: int, max_horizon: int)
         series.append(Series(values=values, start=start, freq=params.frequency, past_covariates=past,
                              future_covariates=future, covariate_names=names,
                              static_covariates=dict(s.static_covariates), metadata=s.metadata))
-    levels = sorted(set(params.quantile_levels) | {0.5})
+    levels = sorted(set(params.quantile_levels) | {0.5} | (SAMPLE_LEVELS if params.num_samples else set()))
     return ForecastRequest(series=series, horizon=h, levels=levels, context_length=params.context_length)
 
 

@@ -96,9 +96,9 @@ def test_nixtla_sends_auto_as_a_model_name(client):
 
 
 def test_samples_are_random_unless_seeded_and_span_the_distribution(client):
-    def samples(**extra):
+    def samples(model="tsfm-base", **extra):
         params = {**PARAMS, "num_samples": 200, "quantile_levels": [0.5], **extra}
-        r = client.post("/v1/forecast", headers=AUTH, json={"model": "tsfm-base", "inputs": _inputs(1), "parameters": params})
+        r = client.post("/v1/forecast", headers=AUTH, json={"model": model, "inputs": _inputs(1), "parameters": params})
         assert r.status_code == 200, r.text
         return np.array(r.json()["outputs"][0]["samples"])[:, :, 0]  # [samples, H]
 
@@ -106,6 +106,8 @@ def test_samples_are_random_unless_seeded_and_span_the_distribution(client):
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     assert (first.std(axis=0) > 0).all()  # one requested level no longer makes every sample identical
+    theta = samples(seed=3, model="statsforecast/auto_theta")  # no quantile heads: drawn from its intervals
+    assert (theta.std(axis=0) > 0).all()
 
 
 def test_fine_tuning_a_statistical_model_is_refused_naming_the_model(client):
