@@ -21,7 +21,13 @@ from pydantic import AliasChoices, Field, field_validator
 from serve_apps.dialects.numbers import PositiveCount
 from serve_apps.dialects.tsfm import ForecastBody
 from serve_apps.errors import invalid
-from serve_apps.models.catalog import AUTO_ID, CATALOG, ENSEMBLE, STATISTICAL, ModelEntry
+from serve_apps.models.catalog import (
+    AUTO_ID,
+    CATALOG,
+    ENSEMBLE,
+    STATISTICAL,
+    ModelEntry,
+)
 from serve_apps.models.registry import public_id
 from serve_apps.replica.calls import EnsembleCall
 from tsfm_core.checkpoint import BASE_MODEL_ID

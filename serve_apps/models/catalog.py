@@ -23,7 +23,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tsfm_core.checkpoint import BASE_MODEL_DIR, BASE_MODEL_ID, CONFIG_FILE, WEIGHTS_FILE
+from tsfm_core.checkpoint import (
+    BASE_MODEL_DIR,
+    BASE_MODEL_ID,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+)
 
 TRANSFORMER, STATISTICAL, ENSEMBLE, THIRD_PARTY = "transformer", "statistical", "ensemble", "third_party"
 AUTO_ID = "auto"

@@ -8,7 +8,14 @@ from pydantic import ValidationError
 
 from serve_apps.dialects import tsfm_ensemble
 from serve_apps.errors import ApiError
-from serve_apps.models.catalog import CATALOG, STATISTICAL, THIRD_PARTY, card, count_parameters, third_party_weights
+from serve_apps.models.catalog import (
+    CATALOG,
+    STATISTICAL,
+    THIRD_PARTY,
+    card,
+    count_parameters,
+    third_party_weights,
+)
 from serve_apps.models.registry import Registry
 from serve_apps.models.resolver import ModelResolver
 from tsfm_core.checkpoint import BASE_MODEL_DIR, WEIGHTS_FILE
