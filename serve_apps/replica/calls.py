@@ -68,7 +68,9 @@ def training_errors():
     try:
         yield
     except Exception as exc:
-        cause = exc if isinstance(exc, (NonFiniteTraining, RequestRejected)) else getattr(exc, "cause", None)
+        # Ray raises a subclass of the replica's exception whose str() is the remote traceback; the
+        # original is its `cause` (an in-process exception has none).
+        cause = getattr(exc, "cause", None) or exc
         if isinstance(cause, NonFiniteTraining):
             raise ApiError(422, ["body"], f"fine-tuning diverged: {cause}", "non_finite_training") from None
         if isinstance(cause, RequestRejected):

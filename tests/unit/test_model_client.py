@@ -61,12 +61,22 @@ def test_small_ensembles_stay_local_and_bulk_ones_go_to_the_model_server():
     assert len(local.calls) == 1 and len(remote.calls) == 1
 
 
+class _RayStyle(RequestRejected):
+    """Ray's RayTaskError also subclasses the remote exception's class; its str() is the traceback."""
+
+    def __init__(self, cause):
+        super().__init__("Traceback (most recent call last): ...", ["body"])
+        self.cause = cause
+
+
 def test_a_rejection_in_the_model_server_is_a_422_at_its_field():
     rejected = pickle.loads(pickle.dumps(RequestRejected("series 0 is too short", ["body", "finetune_steps"])))
-    client = ModelClient(None, _Handle(_Wrapped(rejected)), bulk_points=100)
-    with pytest.raises(ApiError) as err:
-        asyncio.run(client.ensemble(_call(10)))
-    assert err.value.status == 422 and err.value.loc == ["body", "finetune_steps"]
+    for raised in (_Wrapped(rejected), _RayStyle(rejected)):
+        client = ModelClient(None, _Handle(raised), bulk_points=100)
+        with pytest.raises(ApiError) as err:
+            asyncio.run(client.ensemble(_call(10)))
+        assert err.value.status == 422 and err.value.loc == ["body", "finetune_steps"]
+        assert err.value.msg == "series 0 is too short"
     other = ModelClient(None, _Handle(_Wrapped(KeyError("bug"))), bulk_points=100)
     with pytest.raises(_Wrapped):  # anything else stays a server error
         asyncio.run(other.ensemble(_call(10)))
