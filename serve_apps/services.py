@@ -59,9 +59,11 @@ class Services:
         here and named fine-tuning jobs are not available."""
         metrics = metrics or ServingMetrics()
         registry = Registry(settings.database_url, settings.artifact_dir)
-        resolver = ModelResolver(registry)
+        resolver = ModelResolver(registry, third_party_aliases=settings.third_party_aliases,
+                                 third_party_dir=settings.third_party_dir)
         engine = ModelEngine(resolver.model_dir, torch_device(settings.use_gpu), max_batch_series=settings.max_batch_series,
-                             max_pending=settings.max_pending, metrics=metrics)
+                             max_pending=settings.max_pending, metrics=metrics, stats_n_jobs=settings.stats_n_jobs,
+                             stats_concurrency=settings.stats_concurrency)
         models = ModelClient(engine, model_server, settings.bulk_points, metrics)
         jobs = JobStore(settings.database_url)
         base = BaseShape.bundled()

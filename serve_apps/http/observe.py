@@ -13,7 +13,7 @@ from serve_apps.replica.metrics import ServingMetrics
 
 # Longest prefix first: which public API a path belongs to.
 DIALECTS = (("/v1/finetuning", "cohere"), ("/v1/fine_tuning", "openai"), ("/v1/files", "openai"),
-            ("/v1/models", "openai"), ("/v1/forecast", "tsfm"), ("/v2", "nixtla"), ("/model_params", "nixtla"),
+            ("/v1/models", "openai"), ("/v1/forecast", "tsfm"), ("/api/models", "tsfm"), ("/v2", "nixtla"), ("/model_params", "nixtla"),
             ("/validate_api_key", "nixtla"))
 
 
