@@ -64,7 +64,10 @@ class Services:
         engine = ModelEngine(resolver.model_dir, torch_device(settings.use_gpu), max_batch_series=settings.max_batch_series,
                              max_pending=settings.max_pending, metrics=metrics, stats_n_jobs=settings.stats_n_jobs,
                              stats_concurrency=settings.stats_concurrency)
-        models = ModelClient(engine, model_server, settings.bulk_points, metrics)
+        # With a GPU the model runs only in the ModelServer, which holds the GPU (the ingress has none);
+        # on CPUs small forecasts run here and skip a hop.
+        local = None if settings.use_gpu and model_server is not None else engine
+        models = ModelClient(local, model_server, settings.bulk_points, metrics)
         jobs = JobStore(settings.database_url)
         base = BaseShape.bundled()
         nixtla = NixtlaTasks(settings, registry, resolver, models, base.max_context, base.output_patch_len)
