@@ -69,7 +69,7 @@ class TimesFMForecaster(ThirdPartyForecaster):
         self.module.to(self.module.device)
         patch = self.module.p
         self._context = max(patch, math.ceil(context_length / patch) * patch)
-        self._compiled_for: tuple[int, bool] | None = None
+        self._compiled_for: tuple[int, bool, int] | None = None
         # compile() swaps the wrapper's decode function: one forecast at a time per loaded model.
         self._lock = threading.Lock()
         from importlib.metadata import version
@@ -101,17 +101,19 @@ class TimesFMForecaster(ThirdPartyForecaster):
                             "per-patch heads past it"),
         )
 
-    def _compile(self, horizon: int) -> None:
-        """(Re)builds the package's decoder for horizons up to `horizon` (rounded to output patches)."""
+    def _compile(self, horizon: int, batch: int) -> None:
+        """(Re)builds the package's decoder for horizons up to `horizon` (rounded to output patches)
+        and `batch` series a pass. Cheap (no torch.compile): a closure over the flags."""
         max_horizon = math.ceil(horizon / self.module.o) * self.module.o
         continuous = max_horizon <= self.module.os
-        if self._compiled_for == (max_horizon, continuous):
+        key = (max_horizon, continuous, batch)
+        if self._compiled_for == key:
             return
         self.wrapper.compile(self._configs.ForecastConfig(
-            max_context=self._context, max_horizon=max_horizon, per_core_batch_size=self.batch_size,
+            max_context=self._context, max_horizon=max_horizon, per_core_batch_size=batch,
             normalize_inputs=True, use_continuous_quantile_head=continuous, force_flip_invariance=True,
             infer_is_positive=True, fix_quantile_crossing=True))
-        self._compiled_for = (max_horizon, continuous)
+        self._compiled_for = key
 
     def predict_trained(self, contexts: list[np.ndarray], horizon: int) -> tuple[np.ndarray, np.ndarray | None]:
         """1-D contexts -> (quantiles [B, 9, horizon] at 0.1..0.9, mean [B, horizon])."""
@@ -120,7 +122,9 @@ class TimesFMForecaster(ThirdPartyForecaster):
                              f"{self._context} + horizon {horizon} is too long")
         inputs = [_finite_history(np.asarray(c, dtype=np.float64)) for c in contexts]
         with self._lock, self._torch.no_grad():
-            self._compile(horizon)
+            # The package pads the list to a whole number of batches: a batch no larger than the
+            # request keeps 3 series from costing a pass over 256.
+            self._compile(horizon, min(self.batch_size, len(inputs)))
             # forecast() pads its list argument in place up to the batch size: hand it a copy.
             _, full = self.wrapper.forecast(horizon, list(inputs))  # [B, H, 1 + Q]: mean, then quantiles
         quantiles = np.sort(np.transpose(full[..., 1:], (0, 2, 1)), axis=1)
