@@ -95,6 +95,7 @@ def test_loads_detects_and_describes(checkpoint):
     assert 0.5 in info.quantiles and list(info.quantiles) == sorted(info.quantiles)
     assert info.sampling is (family == "chronos")
     assert json.dumps(info.to_dict())  # the catalog serves it as JSON
+    assert third_party.describe(directory) == info  # the catalog's read, without loading the weights
 
 
 @pytest.mark.parametrize("horizon", [5, 2 * PREDICTION + 3])  # one pass, and the package's long-horizon rollout

@@ -57,6 +57,8 @@ def test_loads_detects_and_describes(checkpoint):
     assert info.context_length == forecaster.max_context == 64  # rounded up to whole input patches
     assert info.max_horizon == OUTPUT
     assert info.quantiles == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert third_party.describe(directory).parameters == info.parameters  # read without loading the weights
+    assert third_party.load_forecaster("timesfm", directory).max_context == 1024  # the catalog's family name
 
 
 @pytest.mark.parametrize("horizon", [5, QUANTILE_HEAD + 8])  # past the continuous quantile head too

@@ -12,12 +12,15 @@ import json
 from pathlib import Path
 
 from tsfm_core.third_party.base import MissingExtra, ModelDescription, ThirdPartyForecaster
+from tsfm_core.third_party.checkpoint_info import describe_checkpoint
 from tsfm_core.third_party.chronos import PIPELINE_FAMILIES
 from tsfm_core.third_party.timesfm import FAMILY as TIMESFM_FAMILY
 from tsfm_core.third_party.timesfm import is_timesfm_dir
 
 # Neither module imports its official package until a checkpoint is loaded: detection needs no extra.
 FAMILIES = (*PIPELINE_FAMILIES.values(), TIMESFM_FAMILY)
+# Coarser names callers may use (the serving catalog says "timesfm"): each means one family here.
+FAMILY_ALIASES = {"timesfm": TIMESFM_FAMILY}
 
 
 def detect_family(model_dir: str | Path) -> str | None:
@@ -37,6 +40,15 @@ def detect_family(model_dir: str | Path) -> str | None:
     return TIMESFM_FAMILY if is_timesfm_dir(directory) else None
 
 
+def describe(model_dir: str | Path) -> ModelDescription:
+    """What the checkpoint in `model_dir` is (family, parameters, context, horizon, quantiles, ...),
+    from its files alone: no weights loaded, no extra needed. ValueError when it holds none."""
+    family = detect_family(model_dir)
+    if family is None:
+        raise ValueError(f"{model_dir} holds no Chronos or TimesFM 2.5 checkpoint")
+    return describe_checkpoint(model_dir, family)
+
+
 def load(model_dir: str | Path, family: str | None = None, device: str = "cpu", **options) -> ThirdPartyForecaster:
     """A loaded checkpoint from `model_dir` (family detected when not given). `options` go to the
     family's forecaster (TimesFM: `context_length`; Chronos: `seed` for the sampling original).
@@ -49,6 +61,7 @@ def load(model_dir: str | Path, family: str | None = None, device: str = "cpu", 
     found = detect_family(directory)
     if found is None:
         raise ValueError(f"{directory} holds no Chronos or TimesFM 2.5 checkpoint")
+    family = FAMILY_ALIASES.get(family, family)
     if family is not None and family != found:
         raise ValueError(f"{directory} holds a {found} checkpoint, not {family}")
     if found == TIMESFM_FAMILY:
@@ -60,4 +73,10 @@ def load(model_dir: str | Path, family: str | None = None, device: str = "cpu", 
     return ChronosForecaster(directory, device=device, **options)
 
 
-__all__ = ["FAMILIES", "MissingExtra", "ModelDescription", "ThirdPartyForecaster", "detect_family", "load"]
+def load_forecaster(family: str | None, model_dir: str | Path, device: str = "cpu", **options) -> ThirdPartyForecaster:
+    """`load` with the family first: the call serve_apps.replica.engine makes for a catalog entry."""
+    return load(model_dir, family, device, **options)
+
+
+__all__ = ["FAMILIES", "MissingExtra", "ModelDescription", "ThirdPartyForecaster", "describe", "detect_family", "load",
+           "load_forecaster"]

@@ -120,7 +120,3 @@ class ThirdPartyForecaster(ABC):
             out.append(results)
         return out
 
-
-def parameter_count(module) -> int:
-    """Weights of a torch module (tied weights counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tsfm_core.third_party.base import MissingExtra, ModelDescription, ThirdPartyForecaster, parameter_count
+from tsfm_core.third_party.base import MissingExtra, ModelDescription, ThirdPartyForecaster
+from tsfm_core.third_party.checkpoint_info import SAMPLED_LEVELS, describe_checkpoint
 
 EXTRA = "chronos"
 # The pipeline class a config names -> our family name.
 PIPELINE_FAMILIES = {"ChronosPipeline": "chronos", "ChronosBoltPipeline": "chronos-bolt", "Chronos2Pipeline": "chronos-2"}
-# The original Chronos samples token paths; these are the levels we read off its samples.
-SAMPLED_LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def _import():
@@ -45,7 +44,6 @@ class ChronosForecaster(ThirdPartyForecaster):
         self.family = PIPELINE_FAMILIES.get(type(self.pipeline).__name__)
         if self.family is None:
             raise ValueError(f"{model_dir}: unsupported Chronos pipeline {type(self.pipeline).__name__}")
-        self.package_version = chronos.__version__
         self.pipeline.inner_model.eval()
 
     @property
@@ -59,22 +57,7 @@ class ChronosForecaster(ThirdPartyForecaster):
         return tuple(float(q) for q in self.pipeline.quantiles)
 
     def describe(self) -> ModelDescription:
-        sampled = self.family == "chronos"
-        return ModelDescription(
-            family=self.family,
-            package=f"chronos-forecasting {self.package_version}",
-            parameters=parameter_count(self.pipeline.inner_model),
-            context_length=self.max_context,
-            max_horizon=int(self.pipeline.model_prediction_length),
-            quantiles=self.trained_levels,
-            covariates="ridge",
-            multivariate="per-channel",
-            sampling=sampled,
-            finetunable=False,
-            horizon_policy=("past max_horizon: the package's autoregressive heuristic (sample paths fed back)"
-                            if sampled else "past max_horizon: the package's heuristic (each trained quantile "
-                            "fed back as a path, the paths' forecasts pooled into quantiles)"),
-        )
+        return describe_checkpoint(self.model_dir, self.family)
 
     def predict_trained(self, contexts: list[np.ndarray], horizon: int) -> tuple[np.ndarray, np.ndarray | None]:
         """1-D contexts -> (quantiles [B, Q, horizon] at `trained_levels`, mean [B, horizon] or None)."""

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tsfm_core.third_party.base import MissingExtra, ModelDescription, ThirdPartyForecaster, parameter_count
+from tsfm_core.third_party.base import MissingExtra, ModelDescription, ThirdPartyForecaster
+from tsfm_core.third_party.checkpoint_info import TIMESFM_CONTEXT, describe_checkpoint
 
 EXTRA = "timesfm"
 FAMILY = "timesfm-2.5"
@@ -56,7 +57,7 @@ class TimesFMForecaster(ThirdPartyForecaster):
 
     family = FAMILY
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu", context_length: int = 1024):
+    def __init__(self, model_dir: str | Path, device: str = "cpu", context_length: int = TIMESFM_CONTEXT):
         timesfm, self._configs, t25 = _import()
         import torch
 
@@ -72,9 +73,6 @@ class TimesFMForecaster(ThirdPartyForecaster):
         self._compiled_for: tuple[int, bool, int] | None = None
         # compile() swaps the wrapper's decode function: one forecast at a time per loaded model.
         self._lock = threading.Lock()
-        from importlib.metadata import version
-
-        self.package_version = version("timesfm")
 
     @property
     def max_context(self) -> int:
@@ -85,21 +83,7 @@ class TimesFMForecaster(ThirdPartyForecaster):
         return tuple(float(q) for q in self.module.config.quantiles)
 
     def describe(self) -> ModelDescription:
-        return ModelDescription(
-            family=FAMILY,
-            package=f"timesfm {self.package_version}",
-            parameters=parameter_count(self.module),
-            context_length=self._context,
-            max_horizon=int(self.module.o),
-            quantiles=self.trained_levels,
-            covariates="ridge",
-            multivariate="per-channel",
-            sampling=False,
-            finetunable=False,
-            horizon_policy=(f"past max_horizon: the package's autoregressive decode on the median; intervals "
-                            f"from the continuous quantile head up to {self.module.os} steps, from the "
-                            "per-patch heads past it"),
-        )
+        return describe_checkpoint(self.model_dir, FAMILY, self._context)
 
     def _compile(self, horizon: int, batch: int) -> None:
         """(Re)builds the package's decoder for horizons up to `horizon` (rounded to output patches)
