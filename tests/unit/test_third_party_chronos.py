@@ -8,6 +8,7 @@ meaningless, but every shape, level, batch and horizon path of the real checkpoi
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -159,7 +160,7 @@ def test_covariates_are_regressed_like_our_own_model(tmp_path):
     assert result.covariate_contributions.shape == (12, 1, 1)
 
 
-def test_refuses_what_it_cannot_load(tmp_path):
+def test_refuses_what_it_cannot_load(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         third_party.load(tmp_path / "absent")
     with pytest.raises(ValueError, match="no Chronos or TimesFM"):
@@ -168,3 +169,23 @@ def test_refuses_what_it_cannot_load(tmp_path):
     assert third_party.detect_family(tmp_path) == "chronos-bolt"
     with pytest.raises(ValueError, match="holds a chronos-bolt checkpoint, not timesfm-2.5"):
         third_party.load(tmp_path, family="timesfm-2.5")
+    monkeypatch.setitem(sys.modules, "chronos", None)  # as without the extra
+    with pytest.raises(third_party.MissingExtra, match=r"tsfm-cluster\[chronos\]"):
+        third_party.load(tmp_path)
+
+
+def test_catalog_adapter_finds_installed_weights(checkpoint, tmp_path_factory):
+    from serve_apps.models import third_party as catalog_adapter
+
+    family, directory, model = checkpoint
+    root = tmp_path_factory.mktemp("models")
+    (root / "amazon").mkdir()
+    (root / "amazon" / "chronos-x").symlink_to(directory, target_is_directory=True)
+    assert catalog_adapter.installed("amazon/chronos-x", root, family) == root / "amazon" / "chronos-x"
+    assert catalog_adapter.installed("amazon/chronos-x", root, "timesfm") is None  # another family's weights
+    assert catalog_adapter.installed("amazon/absent", root) is None
+    card = catalog_adapter.card_fields(root / "amazon" / "chronos-x")
+    assert card["family"] == family and card["loadable"] is True
+    assert card["context_length"] == CONTEXT and card["native_horizon"] == PREDICTION
+    forecaster = catalog_adapter.load(root / "amazon" / "chronos-x", family)
+    assert forecaster.forecast([Series(np.arange(20.0))], 3, [0.5])[0].median.shape == (3, 1)
