@@ -58,7 +58,7 @@ def _chronos_t5(directory):
         architectures=["T5ForConditionalGeneration"],
         chronos_config=dict(tokenizer_class="MeanScaleUniformBins", tokenizer_kwargs=dict(low_limit=-15.0, high_limit=15.0),
                             context_length=CONTEXT, prediction_length=PREDICTION, n_tokens=64, n_special_tokens=2,
-                            pad_token_id=0, eos_token_id=1, use_eos_token=True, model_type="seq2seq", num_samples=20,
+                            pad_token_id=0, eos_token_id=1, use_eos_token=True, model_type="seq2seq", num_samples=8,
                             temperature=1.0, top_k=50, top_p=1.0))
     model = T5ForConditionalGeneration(config)
     model.save_pretrained(directory)
@@ -126,11 +126,13 @@ def test_requests_share_a_pass_without_changing_answers(checkpoint):
         ForecastRequest(first, 4, [0.1, 0.9]),
         ForecastRequest(second, 12, [0.5]),
     ])
-    alone = forecaster.forecast(second, 12, [0.5])
     assert together[1][0].median.shape == (12, 2)
-    if family != "chronos":  # the original samples: in a shared pass its series draw other random numbers
-        np.testing.assert_allclose(together[1][0].median, alone[0].median, rtol=1e-4, atol=1e-4)
     assert together[0][2].quantiles.shape == (2, 4, 1)
+    if family == "chronos":  # the original samples: in a shared pass its series draw other random numbers
+        return
+    for answers, (series, horizon, levels) in zip(together, [(first, 4, [0.1, 0.9]), (second, 12, [0.5])]):
+        for shared, alone in zip(answers, forecaster.forecast(series, horizon, levels)):
+            np.testing.assert_allclose(shared.quantiles, alone.quantiles, rtol=1e-4, atol=1e-4)
 
 
 def test_sampling_chronos_is_reproducible(tmp_path):
@@ -172,6 +174,31 @@ def test_refuses_what_it_cannot_load(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "chronos", None)  # as without the extra
     with pytest.raises(third_party.MissingExtra, match=r"tsfm-cluster\[chronos\]"):
         third_party.load(tmp_path)
+
+
+def test_chronos2_reads_channels_and_covariates_itself(tmp_path):
+    pytest.importorskip("chronos", reason="the `chronos` extra is not installed")
+    import torch
+
+    torch.manual_seed(0)
+    _chronos2(tmp_path)
+    forecaster = third_party.load(tmp_path)
+    assert forecaster.describe().covariates == forecaster.describe().multivariate == "native"
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 2))
+    y = rng.normal(size=(40, 2)).cumsum(axis=0)
+
+    def series(future):
+        return Series(y, past_covariates=x[:40], future_covariates=future, covariate_names=["a", "b"])
+
+    past_only = Series(y[:, 0], past_covariates=x[:40], covariate_names=["a", "b"])
+    known, changed, unknown = forecaster.forecast([series(x[40:]), series(x[40:] + 5), past_only], 10, [0.1, 0.9])
+    assert known.quantiles.shape == changed.quantiles.shape == (2, 10, 2)
+    assert unknown.quantiles.shape == (2, 10, 1)
+    assert known.covariate_weights is None  # no regression: the model reads the covariates
+    assert not np.allclose(known.median, changed.median)  # the future covariates reach the model
+    assert all(np.isfinite(r.quantiles).all() and (np.diff(r.quantiles, axis=0) >= 0).all()
+               for r in (known, changed, unknown))
 
 
 def test_catalog_adapter_finds_installed_weights(checkpoint, tmp_path_factory):

@@ -68,6 +68,10 @@ def load(model_dir: str | Path, family: str | None = None, device: str = "cpu", 
         from tsfm_core.third_party.timesfm import TimesFMForecaster
 
         return TimesFMForecaster(directory, device=device, **options)
+    if found == "chronos-2":
+        from tsfm_core.third_party.chronos2 import Chronos2Forecaster
+
+        return Chronos2Forecaster(directory, device=device, **options)
     from tsfm_core.third_party.chronos import ChronosForecaster
 
     return ChronosForecaster(directory, device=device, **options)

@@ -80,43 +80,65 @@ class ThirdPartyForecaster(ABC):
                  context_length: int | None = None) -> list[ForecastResult]:
         return self.forecast_many([ForecastRequest(series, horizon, levels, context_length)])[0]
 
+    def pass_key(self, horizon: int) -> object:
+        """Requests whose horizons share a key share one model pass at their longest horizon, so
+        the key must change wherever a longer pass would change the first `horizon` steps
+        (Chronos-2 decodes all its output patches jointly; TimesFM switches quantile heads)."""
+        return None
+
     def forecast_many(self, requests: list[ForecastRequest]) -> list[list[ForecastResult]]:
-        """Several requests in one model pass, as `tsfm_core.predict.Forecaster.forecast_many`:
-        per request, one `ForecastResult` per series (`median[H, C]`, `quantiles[L, H, C]`)."""
-        contexts: list[np.ndarray] = []
-        plans = []
-        for req in requests:
+        """Several requests in as few model passes as their horizons allow (`pass_key`), as
+        `tsfm_core.predict.Forecaster.forecast_many`: per request, one `ForecastResult` per series
+        (`median[H, C]`, `quantiles[L, H, C]`)."""
+        groups: dict[object, list[int]] = {}
+        for i, req in enumerate(requests):
             if req.horizon < 1:
                 raise ValueError("horizon must be >= 1")
             validate_levels(list(req.levels or [0.5]))
+            groups.setdefault(self.pass_key(req.horizon), []).append(i)
+        out: list[list[ForecastResult]] = [[] for _ in requests]
+        for members in groups.values():
+            for i, answer in zip(members, self._one_pass([requests[i] for i in members])):
+                out[i] = answer
+        return out
+
+    def _one_pass(self, requests: list[ForecastRequest]) -> list[list[ForecastResult]]:
+        """Every channel of every request through `predict_trained` once, at the longest horizon."""
+        contexts: list[np.ndarray] = []
+        plans = []
+        for req in requests:
             cap = min(req.context_length or self.max_context, self.max_context)
             plans.append([_plan_series(s, req.horizon, cap, contexts) for s in req.series])
-        # One pass at the longest horizon: every family's first h steps do not depend on how far
-        # past h it is asked to go, so shorter requests take a prefix.
         longest = max((r.horizon for r in requests), default=1)
         trained, mean = self.predict_trained(contexts, longest) if contexts else (None, None)
-        levels_trained = self.trained_levels
-        median_index = levels_trained.index(0.5)
         out = []
         for req, req_plans in zip(requests, plans):
-            levels = list(req.levels) if req.levels else [0.5]
             results = []
             for plan in req_plans:
-                offsets = plan.offsets[:, None, :]  # [C, 1, H]
-                block = trained[plan.rows, :, : req.horizon] + offsets  # [C, Q, H]
-                wanted = interpolate(block, levels_trained, levels)  # [C, L, H]
-                results.append(ForecastResult(
-                    median=block[:, median_index, :].T.astype(np.float64),
-                    quantiles=np.transpose(wanted, (1, 2, 0)).astype(np.float64),
-                    levels=levels,
-                    truncated_from=plan.length if plan.truncated else None,
+                h = req.horizon
+                results.append(self.result(
+                    trained[plan.rows, :, :h] + plan.offsets[:, None, :],
+                    None if mean is None else mean[plan.rows, :h] + plan.offsets,
+                    req.levels, truncated_from=plan.length if plan.truncated else None,
                     covariate_weights=plan.weights,
                     covariate_contributions=(None if plan.contributions is None else
-                                             np.transpose(plan.contributions[:, : req.horizon], (1, 0, 2))),
-                    trained=np.transpose(block, (1, 2, 0)).astype(np.float64),
-                    trained_levels=levels_trained,
-                    mean=None if mean is None else (mean[plan.rows, : req.horizon] + plan.offsets).T.astype(np.float64),
-                ))
+                                             np.transpose(plan.contributions[:, :h], (1, 0, 2)))))
             out.append(results)
         return out
 
+    def result(self, block: np.ndarray, mean: np.ndarray | None, levels: list[float] | None,
+               **fields) -> ForecastResult:
+        """One series' forecast from the model's own quantiles `block[C, Q, H]` (at `trained_levels`)
+        and mean `[C, H]` (None: the median is the point forecast); `fields` as ForecastResult's."""
+        levels = list(levels) if levels else [0.5]
+        trained_levels = self.trained_levels
+        wanted = interpolate(block, trained_levels, levels)  # [C, L, H]
+        return ForecastResult(
+            median=block[:, trained_levels.index(0.5), :].T.astype(np.float64),
+            quantiles=np.transpose(wanted, (1, 2, 0)).astype(np.float64),
+            levels=levels,
+            trained=np.transpose(block, (1, 2, 0)).astype(np.float64),
+            trained_levels=trained_levels,
+            mean=None if mean is None else mean.T.astype(np.float64),
+            **fields,
+        )

@@ -82,5 +82,7 @@ def describe_checkpoint(model_dir: str | Path, family: str, context_length: int 
                             "package feeds each sampled path back"))
     else:
         raise ValueError(f"unknown third-party family {family!r}")
+    if family == "chronos-2":  # reads channels and covariates itself (tsfm_core.third_party.chronos2)
+        common.update(covariates="native", multivariate="native")
     return ModelDescription(**common, context_length=settings["context_length"], max_horizon=horizon,
                             quantiles=tuple(float(q) for q in quantiles), sampling=False, horizon_policy=_POOLED)

@@ -85,6 +85,10 @@ class TimesFMForecaster(ThirdPartyForecaster):
     def describe(self) -> ModelDescription:
         return describe_checkpoint(self.model_dir, FAMILY, self._context)
 
+    def pass_key(self, horizon: int) -> object:
+        # Within the continuous quantile head's reach, a longer decode leaves the first steps as they are.
+        return math.ceil(horizon / self.module.o) * self.module.o <= self.module.os
+
     def _compile(self, horizon: int, batch: int) -> None:
         """(Re)builds the package's decoder for horizons up to `horizon` (rounded to output patches)
         and `batch` series a pass. Cheap (no torch.compile): a closure over the flags."""
