@@ -53,3 +53,27 @@ def card_fields(directory: str | Path) -> dict:
 def load(directory: str | Path, family: str | None = None, device: str = "cpu"):
     """The forecaster for an installed checkpoint (`forecast_many`, `max_context`, `describe()`)."""
     return third_party.load(directory, family, device)
+
+
+def is_third_party(forecaster) -> bool:
+    """Whether a loaded forecaster came from here (its fine-tuning goes through `finetune`)."""
+    return isinstance(forecaster, third_party.ThirdPartyForecaster)
+
+
+def finetunable(forecaster) -> bool:
+    from tsfm_core.third_party.finetune import FINETUNABLE
+
+    return is_third_party(forecaster) and getattr(forecaster, "family", None) in FINETUNABLE
+
+
+def finetune(forecaster, series: list, config, output_dir: str | Path, base_id: str,
+             metadata: dict | None = None) -> int:
+    """What ModelEngine.finetune does for a third-party base: train a full copy (Chronos-Bolt,
+    Chronos-2; ValueError for the others), write it to `output_dir` as a checkpoint `load` reads
+    without its base, and return the points it trained on. A finetuned model's directory is then
+    recognised by `tsfm_core.third_party.detect_family` like the base's."""
+    from tsfm_core.third_party import finetune as tuning
+
+    tuned, points = tuning.finetuned_copy(forecaster, series, config)
+    tuning.save(tuned, output_dir, base_id, config, metadata)
+    return points

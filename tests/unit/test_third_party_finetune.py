@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,10 @@ def test_finetuned_copy_trains_saves_and_reloads(base, tmp_path):
     assert points == 130
     np.testing.assert_array_equal(_weights(base), before)  # the served base is left alone
     assert not np.allclose(_weights(tuned), before)
-    finetune.save(tuned, tmp_path / "tuned")
+    cfg = FinetuneConfig(steps=3, learning_rate=1e-3, batch_size=8)
+    finetune.save(tuned, tmp_path / "tuned", "amazon/x", cfg, {"organization": "o"})
+    record = json.loads((tmp_path / "tuned" / finetune.FINETUNE_FILE).read_text())
+    assert record["base_model"] == "amazon/x" and record["finetune"]["steps"] == 3 and record["organization"] == "o"
     reloaded = third_party.load(tmp_path / "tuned", family=base.family)
     probe = [Series(series[0][:50]), Series(series[1])]
     for a, b in zip(tuned.forecast(probe, 6, [0.1, 0.5, 0.9]), reloaded.forecast(probe, 6, [0.1, 0.5, 0.9])):
@@ -52,3 +57,14 @@ def test_refuses_what_it_cannot_tune(base):
         finetune.finetuned_copy(base, [np.array([1.0, np.nan])], FinetuneConfig(steps=1))
     same, points = finetune.finetuned_copy(base, [np.arange(30.0)], FinetuneConfig(steps=0))
     assert points == 0 and same.pipeline is base.pipeline
+
+
+def test_serving_adapter_finetunes_into_a_loadable_directory(base, tmp_path):
+    from serve_apps.models import third_party as adapter
+
+    assert adapter.finetunable(base)
+    points = adapter.finetune(base, [np.arange(60.0) % 7], FinetuneConfig(steps=1, batch_size=4),
+                              tmp_path / "ft", "amazon/x")
+    assert points == 60
+    assert third_party.detect_family(tmp_path / "ft") == base.family
+    assert adapter.load(tmp_path / "ft").forecast([Series(np.arange(20.0))], 4, [0.5])[0].median.shape == (4, 1)

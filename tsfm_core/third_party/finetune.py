@@ -11,6 +11,7 @@ TimesFM are not finetunable here). The result saves as a checkpoint `tsfm_core.t
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ from tsfm_core.finetune import FinetuneConfig
 from tsfm_core.third_party.chronos import ChronosForecaster
 
 FINETUNABLE = ("chronos-bolt", "chronos-2")
+FINETUNE_FILE = "tsfm_finetune.json"
 
 
 def finetuned_copy(forecaster: ChronosForecaster, series: list[np.ndarray],
@@ -46,10 +48,16 @@ def finetuned_copy(forecaster: ChronosForecaster, series: list[np.ndarray],
     return tuned, int(sum(len(y) for y in histories))
 
 
-def save(forecaster: ChronosForecaster, directory: str | Path) -> Path:
-    """Writes the (tuned) checkpoint as the package saves one: config.json + model.safetensors."""
+def save(forecaster: ChronosForecaster, directory: str | Path, base_model: str | None = None,
+         cfg: FinetuneConfig | None = None, metadata: dict | None = None) -> Path:
+    """Writes the (tuned) checkpoint whole, as the package saves one (config.json +
+    model.safetensors: it loads without its base), and beside it `FINETUNE_FILE` saying what it
+    was tuned from and how (the package's config.json is left as the package wrote it)."""
     directory = Path(directory)
     forecaster.pipeline.inner_model.save_pretrained(directory)
+    record = {"kind": "finetuned", "family": forecaster.family, "base_model": base_model,
+              "finetune": None if cfg is None else cfg.to_dict(), **(metadata or {})}
+    (directory / FINETUNE_FILE).write_text(json.dumps(record, indent=2))
     return directory
 
 
