@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.unit.test_third_party_chronos import _bolt, _chronos2
 from tsfm_core import third_party
 from tsfm_core.finetune import FinetuneConfig, LoraConfig
 from tsfm_core.series import Series
-from tests.unit.test_third_party_chronos import _bolt, _chronos2
 
 
 @pytest.fixture(params=["chronos-bolt", "chronos-2"])

@@ -34,7 +34,8 @@ def checkpoint(tmp_path, monkeypatch):
         stacked_transformers=configs.StackedTransformersConfig(1, configs.TransformerConfig(
             width, width, 2, "rms", "rms", "rms", False, True, "swish", True)),
         output_projection_point=configs.ResidualBlockConfig(width, width, OUTPUT * n_outputs, False, "swish"),
-        output_projection_quantiles=configs.ResidualBlockConfig(width, width, QUANTILE_HEAD * n_outputs, False, "swish"),
+        output_projection_quantiles=configs.ResidualBlockConfig(width, width, QUANTILE_HEAD * n_outputs, False,
+                                                                "swish"),
     )
     monkeypatch.setattr(timesfm_2p5_torch.TimesFM_2p5_200M_torch_module, "config", tiny)
     torch.manual_seed(0)

@@ -17,8 +17,8 @@ from tsfm_core.third_party.base import ModelDescription
 # The original Chronos samples token paths; these are the levels we read off its samples.
 SAMPLED_LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 TIMESFM_CONTEXT = 1024  # what the TimesFM loader reads by default (its `context_length` option)
-_PACKAGES = {"chronos": "chronos-forecasting", "chronos-bolt": "chronos-forecasting", "chronos-2": "chronos-forecasting",
-             "timesfm-2.5": "timesfm"}
+_PACKAGES = {"chronos": "chronos-forecasting", "chronos-bolt": "chronos-forecasting",
+             "chronos-2": "chronos-forecasting", "timesfm-2.5": "timesfm"}
 _POOLED = ("past max_horizon: the package's heuristic (each trained quantile fed back as a path, "
            "the paths' forecasts pooled into quantiles)")
 
@@ -58,8 +58,8 @@ def describe_checkpoint(model_dir: str | Path, family: str, context_length: int 
     names it). `context_length`: what a loaded TimesFM reads (its loader option)."""
     directory = Path(model_dir)
     parameters = stored_parameters(directory)
-    common = dict(family=family, package=_package(family), parameters=parameters, covariates="ridge",
-                  multivariate="per-channel", finetunable=False)
+    common = {"family": family, "package": _package(family), "parameters": parameters, "covariates": "ridge",
+              "multivariate": "per-channel", "finetunable": family in ("chronos-bolt", "chronos-2")}
     if family == "timesfm-2.5":
         limit, output, head, quantiles = _timesfm_shape()
         return ModelDescription(

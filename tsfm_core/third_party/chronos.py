@@ -18,7 +18,8 @@ from tsfm_core.third_party.checkpoint_info import SAMPLED_LEVELS, describe_check
 
 EXTRA = "chronos"
 # The pipeline class a config names -> our family name.
-PIPELINE_FAMILIES = {"ChronosPipeline": "chronos", "ChronosBoltPipeline": "chronos-bolt", "Chronos2Pipeline": "chronos-2"}
+PIPELINE_FAMILIES = {"ChronosPipeline": "chronos", "ChronosBoltPipeline": "chronos-bolt",
+                     "Chronos2Pipeline": "chronos-2"}
 
 
 def _import():

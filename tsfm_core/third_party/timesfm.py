@@ -47,7 +47,8 @@ def is_timesfm_dir(model_dir: str | Path) -> bool:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as f:
-        return any(k.startswith(STATE_PREFIX) for k in f.keys())
+        names = f.keys()  # safe_open is not iterable itself
+    return any(k.startswith(STATE_PREFIX) for k in names)
 
 
 class TimesFMForecaster(ThirdPartyForecaster):
@@ -58,7 +59,7 @@ class TimesFMForecaster(ThirdPartyForecaster):
     family = FAMILY
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", context_length: int = TIMESFM_CONTEXT):
-        timesfm, self._configs, t25 = _import()
+        _, self._configs, t25 = _import()
         import torch
 
         self._torch = torch
