@@ -174,6 +174,38 @@ class BareServer:
             self.proc.wait(timeout=30)
 
 
+def inprocess(levels: list[int], workloads: list[str], seconds: float, device: str) -> dict:
+    """The ceiling: c concurrent requests as one `forecast_many` call in this process (no HTTP, no
+    JSON), the same model and device; one torch thread on a CPU, as in a Serve replica."""
+    import torch
+
+    from tsfm_core.checkpoint import load_model
+    from tsfm_core.predict import Forecaster, ForecastRequest
+    from tsfm_core.series import Series
+    torch.set_num_threads(1)
+    forecaster = Forecaster(load_model(device=device).eval(), device=device)
+    out = {}
+    for name in workloads:
+        shape = WORKLOADS[name]
+        t = np.arange(shape["context"])
+        rows = []
+        for c in levels:
+            requests = [ForecastRequest([Series(values=(50 + 10 * np.sin(2 * np.pi * t / 24 + i + k))[:, None]
+                                                .astype(np.float32)) for k in range(shape["series"])],
+                                        shape["horizon"], [0.1, 0.5, 0.9]) for i in range(c)]
+            forecaster.forecast_many(requests)  # warm-up
+            passes, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                forecaster.forecast_many(requests)
+                passes += 1
+            elapsed = time.perf_counter() - started
+            rows.append({"concurrency": c, "req_per_s": round(passes * c / elapsed, 1),
+                         "ms_per_pass": round(1000 * elapsed / passes, 1)})
+            print("inprocess", name, json.dumps(rows[-1]), flush=True)
+        out[name] = rows
+    return out
+
+
 def ratios(serve: dict, bare: dict) -> dict:
     """Serve / bare for each workload and level: throughput ratio and p50 ratio."""
     out = {}
@@ -194,6 +226,9 @@ def main() -> None:
     p.add_argument("--max-seconds", type=float, default=20, help="most seconds per level")
     p.add_argument("--bulk-series", type=int, default=10_000)
     p.add_argument("--workloads", default="W1,W2", help="which of W1, W2 to run")
+    p.add_argument("--num-cpus", type=int, default=2, help="CPUs of the real server's embedded Ray cluster")
+    p.add_argument("--inprocess", action="store_true", help="also the in-process batched ceiling")
+    p.add_argument("--device", default="cpu", help="device of the in-process ceiling")
     p.add_argument("--quick", action="store_true", help="levels 1,16,64, 300 requests, 8 s a level")
     p.add_argument("--output", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = p.parse_args()
@@ -204,7 +239,7 @@ def main() -> None:
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "workloads": WORKLOADS, "levels": levels, "requests_per_level": args.requests,
               "max_seconds_per_level": args.max_seconds, "results": {}}
-    targets = args.targets.split(",")
+    targets = [t for t in args.targets.split(",") if t]
     if args.url:
         report["results"].update(measure({"serve": args.url}, levels, args.requests, args.max_seconds, workloads))
         report["results"]["mixed"] = mixed(args.url, args.requests, args.max_seconds, args.bulk_series)
@@ -213,7 +248,8 @@ def main() -> None:
             urls = {}
             for target in targets:  # all up at once: idle servers cost little, and levels interleave
                 home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                server = BareServer(home) if target == "bare" else ServerProcess(home, env=SERVE_TARGETS[target])
+                server = (BareServer(home) if target == "bare" else
+                          ServerProcess(home, env=SERVE_TARGETS[target], num_cpus=args.num_cpus))
                 stack.callback(server.stop)
                 urls[target] = server.start().url
             report["results"].update(measure(urls, levels, args.requests, args.max_seconds, workloads))
@@ -225,6 +261,8 @@ def main() -> None:
             if target != "bare" and "bare" in report["results"]:
                 report["results"][f"{target}_over_bare"] = ratios(report["results"][target],
                                                                   report["results"]["bare"])
+    if args.inprocess:
+        report["results"]["inprocess"] = inprocess(levels, workloads, min(args.max_seconds, 5), args.device)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.output}")
