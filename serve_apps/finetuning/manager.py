@@ -228,7 +228,8 @@ class JobManager:
                                    submission_id=submission_id, runtime_env=runtime_env,
                                    metadata={"tsfm_job": job.id, "tsfm_owner": self.owner})
         message = "Submitted to Ray" if attempt == 1 else f"Resubmitted to Ray (attempt {attempt}); resuming from the last checkpoint"
-        if self.jobs.record_submission(job.id, self.owner, submission_id, job.attempts, attempt, message):
+        if self.jobs.record_submission(job.id, self.owner, submission_id, job.attempts, attempt, message,
+                                  spec_version=job.spec_version):
             self._held[job.id] = submission_id
         else:  # the job left this manager (or was recorded by another) meanwhile: no second driver
             log.warning("job %s: submission %s was not recorded; stopping it", job.id, submission_id)
