@@ -100,9 +100,9 @@ DEPTH_BY_WINDOWS = ((128, 3), (32, 2), (0, 1))
 
 def finetune_depth(n_windows: int) -> int:
     """The depth a Cohere fine-tune (without LoRA) trains at, from its dataset's windows: the head
-    alone on a few dozen windows (more parameters would fit noise; the benchmark's single series,
-    ~6 windows each, gained nothing from depth 3), the last quarter of blocks from 32 windows, the
-    last half from 128 (its groups of 14-22 series, ~100+ windows, were best at depth 3)."""
+    alone on a few dozen windows (more trainable weights would fit noise: on the benchmark, one
+    series of 3-22 windows lost at depth 3), the last quarter of blocks from 32 windows, the last
+    half from 128 (groups of about 16-85 windows were best at depth 3; the threshold leans shallow)."""
     return next(depth for least, depth in DEPTH_BY_WINDOWS if n_windows >= least)
 
 
