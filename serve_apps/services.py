@@ -68,7 +68,7 @@ class Services:
         base = BaseShape.bundled()
         finetuning = FinetuningService(settings, registry, jobs, resolver, job_manager)
         nixtla = NixtlaTasks(settings, registry, resolver, models, base.max_context, base.output_patch_len,
-                             ClusterFinetune(settings, finetuning, resolver))
+                             ClusterFinetune(settings, finetuning, resolver, base.output_patch_len))
         async_jobs = AsyncJobStore(settings.database_url, settings.artifact_dir)
         runner = AsyncJobRunner(async_jobs, nixtla, settings.async_jobs_per_replica)
         if start_runner:  # needs the running event loop (a Serve replica's constructor has one)

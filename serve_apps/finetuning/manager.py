@@ -257,8 +257,9 @@ class JobManager:
         self._held[job.id] = job.submission_id
         self._read_progress(job)
         if status == RayJobStatus.RUNNING and job.status != JobStatus.RUNNING:
-            self.jobs.transition(job.id, JobStatus.RUNNING, "Fine-tuning started", started_at=_now())
-            self.registry.set_status(job.model_id, ModelStatus.FINETUNING)
+            # Only a job still active moves its model on (one cancelled meanwhile keeps its status).
+            if self.jobs.transition(job.id, JobStatus.RUNNING, "Fine-tuning started", started_at=_now()):
+                self.registry.set_status(job.model_id, ModelStatus.FINETUNING)
         elif status == RayJobStatus.SUCCEEDED:
             self._finish_succeeded(self.jobs.get(job.id))
         elif status == RayJobStatus.FAILED:

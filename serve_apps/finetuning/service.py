@@ -118,7 +118,7 @@ class FinetuningService:
         if children:
             raise ApiError(409, ["path", "model_id"], f"model {model_id!r} is the base of finetuned models "
                            f"{', '.join(children)}; delete those first", "has_dependents")
-        job = self.jobs.by_model(model_id)
+        job = self.jobs.by_model(record.id)  # by its stored id: a client-chosen id is stored scoped
         if job is not None and job.status.active:
             await self.job_manager.cancel.remote(job.id)
         self.registry.delete(model_id, caller.organization)

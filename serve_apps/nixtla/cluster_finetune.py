@@ -72,8 +72,9 @@ def outcome_error(job: JobRecord) -> ApiError:
 
 
 class ClusterFinetune:
-    def __init__(self, settings: Settings, finetuning: FinetuningService, resolver: ModelResolver):
+    def __init__(self, settings: Settings, finetuning: FinetuningService, resolver: ModelResolver, output_patch_len: int):
         self.settings, self.finetuning, self.resolver = settings, finetuning, resolver
+        self.output_patch_len = output_patch_len
         self.jobs, self.registry = finetuning.jobs, finetuning.registry
 
     def wanted(self, config: FinetuneConfig | None) -> bool:
@@ -147,7 +148,12 @@ class ClusterFinetune:
 
     async def _start(self, caller: Caller, task: str, fp: str, parent: str, requested_model: str,
                      config: FinetuneConfig, series: list, model_id: str, freq: str | None) -> JobRecord:
-        spec = TrainingSpec(base_model=parent, finetune=config, checkpoint_every=max(1, min(50, config.steps // 4)))
+        # The passes over the data the steps amount to (every job view shows epochs; one window is an
+        # output patch, as the other dialects count them).
+        windows = max(len(series), sum(len(s) for s in series) // self.output_patch_len)
+        epochs = max(1, round(config.steps * config.batch_size / windows))
+        spec = TrainingSpec(base_model=parent, finetune=config, checkpoint_every=max(1, min(50, config.steps // 4)),
+                            epochs=epochs)
         return await self.finetuning.create(caller, SOURCE, requested_model, spec, None, None,
                                             {"task": task, "fingerprint": fp, "finetune_steps": config.steps}, {},
                                             series=series, model_id=model_id, freq=freq)

@@ -9,7 +9,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from serve_apps.dialects import nixtla
+from serve_apps.dialects import nixtla, openai
+from serve_apps.dialects.openai_schema import FineTuningJob
 from serve_apps.errors import ApiError
 from serve_apps.finetuning.manager import TRAINING_DATA, job_dir
 from serve_apps.finetuning.service import FinetuningService
@@ -55,7 +56,7 @@ def cluster(tmp_path):
     registry = Registry(settings.database_url, settings.artifact_dir)
     resolver = ModelResolver(registry)
     service = FinetuningService(settings, registry, JobStore(settings.database_url), resolver, JobManagerHandle())
-    return ClusterFinetune(settings, service, resolver)
+    return ClusterFinetune(settings, service, resolver, output_patch_len=32)
 
 
 def _body(steps: int, **extra) -> nixtla.NixtlaFinetuneBody:
@@ -93,6 +94,8 @@ def test_a_long_finetune_waits_then_answers_504_and_a_retry_waits_for_the_same_j
         assert err.value.status == 504 and err.value.loc == ["body", "finetune_steps"]
         assert "POST /v2/finetune/async" in err.value.msg and job.id in err.value.msg and "long-one" in err.value.msg
         assert job.spec.steps == 200 and job.source == "nixtla" and job.training_file == "inline-series"
+        assert job.spec.epochs == 200 * 32 // 2  # 60 points, 2 series: 2 windows of 32 points
+        FineTuningJob.model_validate(openai.job_view(job))  # it shows in the OpenAI-style job list too
         assert (job_dir(cluster.settings, job.id) / TRAINING_DATA).exists()
         assert cluster.registry.get("long-one", "acme").freq == "D"
         # The SDK's retry (same body, output_model_id already taken by that job) waits for it: no second job.
@@ -171,5 +174,16 @@ def test_a_long_finetune_inside_a_forecast_trains_a_job_forecasts_with_its_model
         assert out["mean"] == [1.0, 1.0, 1.0]
         assert used == [(job.model_id, ModelStatus.READY)]
         assert cluster.registry.list("acme") == []  # a forecast's fine-tune keeps no model
+
+    asyncio.run(scenario())
+
+
+def test_deleting_a_model_by_its_client_chosen_id_cancels_its_job(cluster):
+    async def scenario():
+        with pytest.raises(ApiError):  # 504: the job goes on
+            await _prepare(cluster, _body(200, output_model_id="doomed"))()
+        (job,) = cluster.jobs.active()
+        await cluster.finetuning.delete_model("doomed", Caller())  # stored scoped: doomed.<org tag>
+        assert ("cancel", job.id) in cluster.finetuning.job_manager.calls
 
     asyncio.run(scenario())
