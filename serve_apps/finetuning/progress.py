@@ -12,7 +12,6 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 
-
 # A progress line's validation scores (train_jobs.loop adds them at evaluation steps).
 VALIDATION_KEYS = ("valid_loss", "valid_mase", "base_valid_loss", "base_valid_mase")
 

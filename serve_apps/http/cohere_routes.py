@@ -37,7 +37,7 @@ def _descending(order_by: str | None) -> bool:
              responses=BODY | NOT_FOUND | error_responses("detail", 409), **RESPONSE)
 async def cohere_create(body: cohere.FinetunedModelBody, who: Caller = Depends(caller),
                         svc: Services = Depends(services)) -> dict:
-    base_name, base, file, spec = _training(svc, body, who)
+    base_name, _, file, spec = _training(svc, body, who)
     job = await svc.finetuning.create(who, "cohere", base_name, spec, file, None,
                                       body.model_dump(mode="json", exclude={"settings": {"wandb"}}),
                                       {"name": body.name, "cohere_settings": cohere.stored_settings(body, base_name)})

@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel
 
@@ -29,7 +29,12 @@ from serve_apps.dialects import nixtla
 from serve_apps.errors import ApiError, invalid
 from serve_apps.finetuning.service import FinetuningService
 from serve_apps.finetuning.store import JobRecord, JobStatus
-from serve_apps.models.registry import ModelNotFound, ModelStatus, new_model_id, public_id
+from serve_apps.models.registry import (
+    ModelNotFound,
+    ModelStatus,
+    new_model_id,
+    public_id,
+)
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.replica.calls import ForecastCall
 from serve_apps.settings import Settings
