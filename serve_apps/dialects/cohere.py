@@ -7,6 +7,7 @@ names a file uploaded through /v1/files. Statuses map from the shared life cycle
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -205,13 +206,15 @@ def status_event_view(e: EventRecord, user_id: str) -> dict:
 
 
 # A metrics event's keys -> the names in a step's `metrics` map. `loss` is the training loss (as
-# before); the validation scores appear at the steps the run evaluated.
-STEP_METRICS = {"train_loss": "loss", "valid_loss": "valid_loss", "valid_mase": "valid_mase",
-                "base_valid_loss": "base_valid_loss", "base_valid_mase": "base_valid_mase"}
+# before); the validation scores appear at the steps the run evaluated (finetuning.progress).
+STEP_METRICS = {"train_loss": "loss", "valid_loss": "valid_loss", "valid_mase": "valid_mase"}
 
 
 def step_metric_view(e: EventRecord) -> dict:
-    metrics = {name: e.data[key] for key, name in STEP_METRICS.items() if e.data.get(key) is not None}
+    """A metrics event as a step of training-step-metrics; a non-finite score (a MASE whose scale is
+    0) is left out rather than sent as a NaN that JSON cannot carry."""
+    metrics = {name: float(e.data[key]) for key, name in STEP_METRICS.items()
+               if e.data.get(key) is not None and math.isfinite(e.data[key])}
     return {"created_at": _iso(e.created_at), "step_number": e.data["step"], "metrics": metrics}
 
 

@@ -9,11 +9,7 @@ metrics event, its checkpoint event and its points in `trained_tokens` are each 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
-
-# A progress line's validation scores (train_jobs.loop adds them at evaluation steps).
-VALIDATION_KEYS = ("valid_loss", "valid_mase", "base_valid_loss", "base_valid_mase")
 
 
 @dataclass(frozen=True)
@@ -51,15 +47,16 @@ def fold(progress: Progress, complete: bytes, total_steps: int) -> tuple[Progres
         if step > recorded:
             recorded = step
             tokens += int(record.get("points", 0))
-            data = {"step": step, "train_loss": loss, "total_steps": total_steps}
-            # Steps the run evaluated also carry the validation scores (and the base's, for comparison).
-            data.update({k: float(record[k]) for k in VALIDATION_KEYS
-                         if record.get(k) is not None and math.isfinite(record[k])})
-            valid = f", validation loss={data['valid_loss']:.4f}" if "valid_loss" in data else ""
-            events.append(NewEvent("info", "metrics", f"Step {step}/{total_steps}: training loss={loss:.4f}{valid}", data))
+            data = {"step": step, "train_loss": loss, "total_steps": total_steps, **_validation_scores(record)}
+            events.append(NewEvent("info", "metrics", f"Step {step}/{total_steps}: training loss={loss:.4f}", data))
         if record.get("checkpoint") and step > checkpointed:
             checkpointed = step
             events.append(NewEvent("info", "checkpoint", f"Checkpoint saved at step {step}",
                                    {"step": step, "train_loss": loss, "path": record["checkpoint"]}))
     return replace(progress, offset=progress.offset + len(complete), recorded_step=recorded,
                    checkpoint_step=checkpointed, trained_tokens=tokens), events
+
+
+def _validation_scores(record: dict) -> dict:
+    """An evaluation step's validation scores (OpenAI's metrics events and checkpoints carry valid_loss)."""
+    return {k: record[k] for k in ("valid_loss", "valid_mase") if record.get(k) is not None}
