@@ -4,6 +4,7 @@ Errors are in the detail shape, which the cohere SDK's ApiError carries whole as
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from fastapi import APIRouter, Depends, Query
 
@@ -47,7 +48,7 @@ async def cohere_create(body: cohere.FinetunedModelBody, who: Caller = Depends(c
 def _training(svc: Services, body: cohere.FinetunedModelBody, who: Caller, default_base: str = DEFAULT_BASE):
     """(base model name, its record, the dataset file, the TrainingSpec) of a body's settings."""
     base_name = body.settings.base_model.name or default_base
-    base = svc.resolver.resolve(base_name, who.organization, ["body", "settings", "base_model", "name"])
+    base = svc.resolver.resolve_trainable(base_name, who.organization, ["body", "settings", "base_model", "name"])
     file = own_file(svc, body.settings.dataset_id, who, ["body", "settings", "dataset_id"])
     windows = max(file.n_series, file.n_points // svc.base.output_patch_len)
     return base_name, base, file, cohere.training_spec(body, base.id, windows, svc.settings.max_job_steps)
@@ -85,6 +86,8 @@ async def cohere_update(model_id: str, body: cohere.FinetunedModelBody, who: Cal
         if not cohere.settings_editable(job):
             raise cohere.settings_fixed(changes, record, job)
         base_name, _, file, spec = _training(svc, body, who, current_base)
+        if body.settings.wandb is None:  # GET never echoes wandb: a PATCH without it keeps the job's tracking
+            spec = dataclasses.replace(spec, tracking=job.spec.tracking)
         message = "Settings changed before training: " + ", ".join(".".join(c[1:]) for c in changes)
         changed = await asyncio.to_thread(
             svc.finetuning.respec, job, base_name, spec, file,
