@@ -97,11 +97,13 @@ class NixtlaTasks:
                 and not self.cluster.owns(model.id):
             self.registry.discard(model.id)
 
-    def model_for(self, body: Any, caller: Caller) -> str:
-        """A finetuned_model_id, when given, overrides the model name (as TimeGPT does)."""
+    def model_for(self, body: Any, caller: Caller, trainable: bool = False) -> str:
+        """A finetuned_model_id, when given, overrides the model name (as TimeGPT does). `trainable`:
+        a model a Ray Train job can start from (statistical models have no weights: 422)."""
+        resolve = self.resolver.resolve_trainable if trainable else self.resolver.resolve
         if body.finetuned_model_id:
-            return self.resolver.resolve(body.finetuned_model_id, caller.organization, ["body", "finetuned_model_id"]).id
-        return self.resolver.resolve(body.model, caller.organization, ["body", "model"]).id
+            return resolve(body.finetuned_model_id, caller.organization, ["body", "finetuned_model_id"]).id
+        return resolve(body.model, caller.organization, ["body", "model"]).id
 
     async def _forecast(self, model_id: str, call: ForecastCall):
         return await self.models.forecast(model_id, call)
@@ -116,8 +118,8 @@ class NixtlaTasks:
         request = nixtla.to_forecast_request(body, self.settings.max_prediction_length)
         finetune = nixtla.forecast_finetune(body, self.settings.max_job_steps)
         if self.cluster.wanted(finetune):  # too long for a replica: a Ray Train job, then this forecast
-            return self.cluster.prepare_forecast(body, caller, model_id, finetune, self._forecast,
-                                                 ForecastCall(request=request), in_job)
+            return self.cluster.prepare_forecast(body, caller, self.model_for(body, caller, trainable=True), finetune,
+                                                 self._forecast, ForecastCall(request=request), in_job)
 
         async def run() -> dict:
             results = await self._forecast(model_id, ForecastCall(request=request, finetune=finetune))
@@ -204,7 +206,7 @@ class NixtlaTasks:
         parent = self.model_for(body, caller)
         config = nixtla.finetune_config(body, self.settings.max_job_steps)
         if self.cluster.wanted(config):  # too long for a replica: a Ray Train job
-            return self.cluster.prepare_finetune(body, caller, parent, config, in_job)
+            return self.cluster.prepare_finetune(body, caller, self.model_for(body, caller, trainable=True), config, in_job)
         public_id = body.output_model_id or new_model_id()
         model_id = self.resolver.check_new_id(public_id, caller.organization, ["body", "output_model_id"])
 
