@@ -47,8 +47,8 @@ def fold(progress: Progress, complete: bytes, total_steps: int) -> tuple[Progres
         if step > recorded:
             recorded = step
             tokens += int(record.get("points", 0))
-            events.append(NewEvent("info", "metrics", f"Step {step}/{total_steps}: training loss={loss:.4f}",
-                                   {"step": step, "train_loss": loss, "total_steps": total_steps}))
+            data = {"step": step, "train_loss": loss, "total_steps": total_steps, **_validation_scores(record)}
+            events.append(NewEvent("info", "metrics", f"Step {step}/{total_steps}: training loss={loss:.4f}", data))
             if record.get("tracking_warning"):  # a tracker failed; training went on (train_jobs.tracking)
                 events.append(NewEvent("warn", "message", f"Experiment tracking: {record['tracking_warning']}"))
         if record.get("checkpoint") and step > checkpointed:
@@ -57,3 +57,8 @@ def fold(progress: Progress, complete: bytes, total_steps: int) -> tuple[Progres
                                    {"step": step, "train_loss": loss, "path": record["checkpoint"]}))
     return replace(progress, offset=progress.offset + len(complete), recorded_step=recorded,
                    checkpoint_step=checkpointed, trained_tokens=tokens), events
+
+
+def _validation_scores(record: dict) -> dict:
+    """An evaluation step's validation scores (OpenAI's metrics events and checkpoints carry valid_loss)."""
+    return {k: record[k] for k in ("valid_loss", "valid_mase") if record.get(k) is not None}
