@@ -1,5 +1,5 @@
-"""ModelServer: the Ray Serve deployment for bulk forecasts and fine-tunes (the ingress replicas run
-small forecasts themselves, see replica/client.py).
+"""ModelServer: the Ray Serve deployment for bulk forecasts and fine-tunes (on CPUs the ingress
+replicas run small forecasts themselves, see replica/client.py; with a GPU it runs every forecast).
 
 Finetuned models are multiplexed (`@serve.multiplexed` reports each replica's loaded ids, so Serve
 routes a model's requests to a replica that has it); the ModelEngine does the loading, batching and
@@ -28,7 +28,9 @@ class ModelServer:
                                  third_party_dir=self.settings.third_party_dir)
         self.engine = ModelEngine(resolver.model_dir, torch_device(self.settings.use_gpu),
                                   max_batch_series=self.settings.max_batch_series,
-                                  max_pending=self.settings.bulk_max_pending, metrics=ServingMetrics(),
+                                  # With a GPU this is the only model lane (see app.build_app).
+                                  max_pending=(self.settings.max_pending if self.settings.use_gpu
+                                               else self.settings.bulk_max_pending), metrics=ServingMetrics(),
                                   stats_n_jobs=self.settings.stats_n_jobs,
                                   stats_concurrency=self.settings.stats_concurrency)
 
