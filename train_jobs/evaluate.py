@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import ray
 
-from train_jobs.runner import init_ray
 from tsfm_core import metrics
 from tsfm_core.checkpoint import BASE_MODEL_DIR, load_model
 from tsfm_core.predict import Forecaster
@@ -77,6 +75,9 @@ def score(data: list[dict], predictions: list[np.ndarray]) -> dict:
 def evaluate(model_dir: Path, subset: str, limit: int | None = None, use_ray: bool = True) -> dict:
     data = load_m3(subset, limit)
     if use_ray:
+        import ray  # here: --no-ray and the leaderboard run where Ray is not installed
+
+        from train_jobs.runner import init_ray
         init_ray()
         model_ref = ray.remote(forecast_model).remote(str(model_dir), data, 1)
         base_ref = ray.remote(forecast_baselines).remote(data)

@@ -60,11 +60,8 @@ async def _maybe_off_loop(off_loop: bool, fn, *args):
     return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
 
 
-@router.post("/v1/forecast", response_model=schema.ForecastResponse | schema.BatchForecastResponse,
-             responses=error_responses("detail", 400, 401, 404, 409, 413, 415, 422, 429, 503),
-             openapi_extra=parsed_body(schema.ForecastRequestBody, "One forecast request, or a batch of them in `requests`"),
-             **RESPONSE)
-async def forecast(request: Request, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
+async def _json_object(request: Request) -> tuple[dict, bool]:
+    """The body as a JSON object, and whether it is big (then the CPU work leaves the event loop)."""
     raw = await request.body()
     big = len(raw) > OFF_LOOP_BYTES
     try:
@@ -73,6 +70,15 @@ async def forecast(request: Request, who: Caller = Depends(caller), svc: Service
         raise invalid(["body", exc.pos], f"JSON decode error: {exc.msg}", "json_invalid") from None
     if not isinstance(payload, dict):
         raise invalid(["body"], "the body must be a JSON object", "dict_type")
+    return payload, big
+
+
+@router.post("/v1/forecast", response_model=schema.ForecastResponse | schema.BatchForecastResponse,
+             responses=error_responses("detail", 400, 401, 404, 409, 413, 415, 422, 429, 503),
+             openapi_extra=parsed_body(schema.ForecastRequestBody, "One forecast request, or a batch of them in `requests`"),
+             **RESPONSE)
+async def forecast(request: Request, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
+    payload, big = await _json_object(request)
     if "requests" in payload:
         for key in payload:
             if key != "requests":
@@ -133,14 +139,7 @@ async def _ensemble(svc: Services, body: tsfm.ForecastBody, request: Any, loc: l
 async def forecast_ensemble(request: Request, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
     """Backtests the candidate models on the last window(s) of each series, keeps or weights the best
     per series by `scoring_metric`, and answers the combined forecast with each model's scores."""
-    raw = await request.body()
-    big = len(raw) > OFF_LOOP_BYTES
-    try:
-        payload = await _maybe_off_loop(big, _decode, raw)
-    except json.JSONDecodeError as exc:
-        raise invalid(["body", exc.pos], f"JSON decode error: {exc.msg}", "json_invalid") from None
-    if not isinstance(payload, dict):
-        raise invalid(["body"], "the body must be a JSON object", "dict_type")
+    payload, big = await _json_object(request)
     started = time.time()
     try:
         body, forecast_request = await _maybe_off_loop(big, _prepare, svc, payload, ["body"],
