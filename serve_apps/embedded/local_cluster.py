@@ -10,6 +10,7 @@ into its temp dir, which is how a job's driver finds its cluster.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -84,6 +85,10 @@ def haproxy_env(temp_dir: str) -> dict:
     so each embedded cluster gets its own (several run on one machine in tests); gRPC's 4 MB
     message cap between replicas would turn a bulk request (10^4 series) into a 500."""
     stats_port, metrics_port = free_ports(2)
+    # Ray's default replica port ranges are one per machine, and replicas bind them with
+    # SO_REUSEPORT: two clusters on one machine would share a port and the kernel would split
+    # one server's requests between both. Each cluster gets blocks of its own.
+    http_ports, grpc_ports = free_port_block(REPLICA_PORTS), free_port_block(REPLICA_PORTS)
     home = os.path.join(temp_dir, "haproxy")
     os.makedirs(home, exist_ok=True)
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -92,7 +97,34 @@ def haproxy_env(temp_dir: str) -> dict:
             "RAY_SERVE_HAPROXY_SOCKET_PATH": os.path.join(home, "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": home,
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": os.path.join(home, "server-state"),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port), "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port)}
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port), "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http_ports[0]),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http_ports[-1]),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc_ports[0]),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc_ports[-1])}
+
+
+REPLICA_PORTS = 32  # ingress replicas one node can hold in HAProxy mode
+
+
+def free_port_block(n: int, low: int = 20_000, high: int = 60_000) -> list[int]:
+    """`n` consecutive ports, all free now, from a random start (clusters started together rarely
+    try the same block; a taken port anywhere in the block makes it try another)."""
+    rng = random.Random()
+    for _ in range(200):
+        start = rng.randrange(low, high - n)
+        sockets = []
+        try:
+            for port in range(start, start + n):
+                sockets.append(socket.socket())
+                sockets[-1].bind(("0.0.0.0", port))
+            return list(range(start, start + n))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {n} consecutive free ports between {low} and {high}")
 
 
 # Ray starts job drivers in sessions of their own and only a watcher that polls the supervisor's
