@@ -17,7 +17,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -180,26 +182,71 @@ def forecast_unit(name: str, y: np.ndarray, season: int, horizon: int, levels: l
 
 
 def _forecast_chunk(args: tuple) -> list[UnitForecast]:
-    name, jobs, horizon, levels = args
-    return [forecast_unit(name, y, season, horizon, levels, cutoffs) for y, season, cutoffs in jobs]
+    """[(model name, history, season, cutoffs)] -> their UnitForecasts, in order."""
+    jobs, horizon, levels = args
+    with _shared_decompositions():
+        return [forecast_unit(name, y, season, horizon, levels, cutoffs) for name, y, season, cutoffs in jobs]
+
+
+@contextmanager
+def _shared_decompositions(size: int = 8):
+    """Within the block, statsforecast's ETS and Theta reuse a classical seasonal decomposition of
+    the very same history instead of recomputing it (statsmodels + pandas, about a quarter of an
+    AutoETS search: every seasonal candidate of the search decomposes the same series again).
+    The result is identical; only repeated calls are skipped. Restored on exit."""
+    from statsforecast import ets, theta
+
+    original = ets.seasonal_decompose
+    cache: OrderedDict = OrderedDict()
+
+    def decompose(x, model="additive", period=None, **kwargs):
+        if kwargs:
+            return original(x, model=model, period=period, **kwargs)
+        x = np.asarray(x)
+        key = (x.tobytes(), x.dtype.str, model, period)
+        if key not in cache:
+            cache[key] = original(x, model=model, period=period)
+            if len(cache) > size:
+                cache.popitem(last=False)
+        return cache[key]
+
+    ets.seasonal_decompose = theta.seasonal_decompose = decompose
+    try:
+        yield
+    finally:
+        ets.seasonal_decompose = theta.seasonal_decompose = original
+
+
+def forecast_models(names: list[str], jobs: list[tuple[np.ndarray, int, tuple[int, ...]]], horizon: int,
+                    levels: list[float], n_jobs: int | None = None) -> dict[str, list[UnitForecast]]:
+    """Many (history, season, cutoffs) jobs through each of several models, all (model, job) pairs
+    spread over one pool of `n_jobs` processes (default: every CPU) -> per model, one UnitForecast
+    per job. One pool for every model: each pool start forks and each worker of a fresh pool would
+    otherwise import statsforecast again (seconds of CPU each). Small batches stay in this process."""
+    unknown = [n for n in names if n not in STATISTICAL_MODELS]
+    if unknown:
+        raise ValueError(f"unknown statistical model(s) {unknown}; expected some of {', '.join(STATISTICAL_MODELS)}")
+    import statsforecast.models  # noqa: F401 - imported once here, inherited by the forked workers
+
+    n_jobs = n_jobs or os.cpu_count() or 1
+    pairs = [(name, y, season, cutoffs) for name in names for y, season, cutoffs in jobs]
+    costly = [p for p in pairs if p[0] != "SeasonalNaive"]
+    if n_jobs == 1 or len(costly) < 4 * n_jobs:
+        done = _forecast_chunk((pairs, horizon, levels))
+    else:
+        # Several chunks per worker balance long and short series; fork shares the loaded libraries.
+        size = -(-len(pairs) // (4 * n_jobs))
+        chunks = [(pairs[i : i + size], horizon, levels) for i in range(0, len(pairs), size)]
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+            done = [u for part in pool.map(_forecast_chunk, chunks) for u in part]
+    return {name: done[k * len(jobs) : (k + 1) * len(jobs)] for k, name in enumerate(names)}
 
 
 def forecast_units(name: str, jobs: list[tuple[np.ndarray, int, tuple[int, ...]]], horizon: int,
                    levels: list[float], n_jobs: int | None = None) -> list[UnitForecast]:
-    """Many (history, season, cutoffs) jobs through one model, spread over `n_jobs` processes
-    (default: every CPU). Small batches stay in this process: forking costs more than they do."""
-    if name not in STATISTICAL_MODELS:
-        raise ValueError(f"unknown statistical model {name!r}; expected one of {', '.join(STATISTICAL_MODELS)}")
-    n_jobs = n_jobs or os.cpu_count() or 1
-    cheap = name == "SeasonalNaive" or len(jobs) < 4 * n_jobs
-    if n_jobs == 1 or cheap:
-        return _forecast_chunk((name, jobs, horizon, levels))
-    # Several chunks per worker balance long and short series; fork shares the loaded libraries.
-    size = -(-len(jobs) // (4 * n_jobs))
-    chunks = [(name, jobs[i : i + size], horizon, levels) for i in range(0, len(jobs), size)]
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
-        return [u for part in pool.map(_forecast_chunk, chunks) for u in part]
+    """Many (history, season, cutoffs) jobs through one model (see `forecast_models`)."""
+    return forecast_models([name], jobs, horizon, levels, n_jobs)[name]
 
 
 class StatisticalForecaster:
