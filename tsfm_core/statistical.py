@@ -196,7 +196,8 @@ def _shared_decompositions(size: int = 8):
     The result is identical; only repeated calls are skipped. Restored on exit."""
     from statsforecast import ets, theta
 
-    original = ets.seasonal_decompose
+    saved = {module: module.seasonal_decompose for module in (ets, theta)}
+    original = saved[ets]
     cache: OrderedDict = OrderedDict()
 
     def decompose(x, model="additive", period=None, **kwargs):
@@ -210,11 +211,13 @@ def _shared_decompositions(size: int = 8):
                 cache.popitem(last=False)
         return cache[key]
 
-    ets.seasonal_decompose = theta.seasonal_decompose = decompose
+    for module in saved:
+        module.seasonal_decompose = decompose
     try:
         yield
     finally:
-        ets.seasonal_decompose = theta.seasonal_decompose = original
+        for module, function in saved.items():
+            module.seasonal_decompose = function
 
 
 def forecast_models(names: list[str], jobs: list[tuple[np.ndarray, int, tuple[int, ...]]], horizon: int,
