@@ -237,8 +237,9 @@ def forecast_models(names: list[str], jobs: list[tuple[np.ndarray, int, tuple[in
     if n_jobs == 1 or len(costly) < 4 * n_jobs:
         done = _forecast_chunk((pairs, horizon, levels))
     else:
-        # Several chunks per worker balance long and short series; fork shares the loaded libraries.
-        size = -(-len(pairs) // (4 * n_jobs))
+        # Eight chunks per worker balance long and short series and costly and cheap models (the
+        # last chunk to finish leaves the other workers idle); fork shares the loaded libraries.
+        size = -(-len(pairs) // (8 * n_jobs))
         chunks = [(pairs[i : i + size], horizon, levels) for i in range(0, len(pairs), size)]
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
