@@ -139,7 +139,7 @@ def test_shared_decompositions_change_no_forecast_and_skip_repeats(monkeypatch):
     original, calls = ets.seasonal_decompose, []
     monkeypatch.setattr(ets, "seasonal_decompose", lambda *a, **k: calls.append(k.get("model")) or original(*a, **k))
     patched = ets.seasonal_decompose
-    [shared] = _forecast_chunk(([("AutoETS", y, 12, (48,))], 6, LEVELS))
+    [shared] = _forecast_chunk(([("AutoETS", y, 12, (48,))], 6, LEVELS, None))
     assert ets.seasonal_decompose is patched and theta.seasonal_decompose is theta_before  # restored on exit
     np.testing.assert_array_equal(shared.values, plain.values)
     np.testing.assert_array_equal(shared.backtests[0], plain.backtests[0])
@@ -161,3 +161,22 @@ def test_forecast_models_in_one_pool_match_one_model_at_a_time():
             np.testing.assert_allclose(a.backtests[0], b.backtests[0])
     with pytest.raises(ValueError):
         forecast_models(["AutoETS", "Prophet"], jobs, 4, LEVELS)
+
+
+def test_lean_ets_search_keeps_the_better_half_and_only_for_long_seasons():
+    from statsforecast.models import AutoETS
+
+    from tsfm_core.statistical import LeanETSSearch
+
+    y = np.abs(_seasonal(n=60, seed=5)) + 10
+    lean = LeanETSSearch(12).fit(y)
+    halves = [AutoETS(season_length=12, model=spec).fit(y=y).model_["aicc"] for spec in ("ZZN", "ZNZ")]
+    assert lean.model_["aicc"] == min(halves)
+    _, trend, seasonal = lean.model_["components"][:3]
+    assert trend == "N" or seasonal == "N"  # never a trend+season model
+    lean_unit = forecast_unit("AutoETS", y, 12, 6, LEVELS, (48,), lean_ets_from=12)
+    np.testing.assert_allclose(lean_unit.values[0], lean.predict(h=6)["mean"])
+    # A season shorter than `lean_ets_from` gets the full search, exactly as without the option.
+    full = forecast_unit("AutoETS", y, 12, 6, LEVELS, (48,))
+    np.testing.assert_array_equal(forecast_unit("AutoETS", y, 12, 6, LEVELS, (48,), lean_ets_from=13).values,
+                                  full.values)
