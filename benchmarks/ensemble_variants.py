@@ -22,7 +22,7 @@ import numpy as np
 
 from tsfm_core import metrics
 from tsfm_core.backtest import cross_validation_windows
-from tsfm_core.ensemble import (SCORING_LEVELS, EnsembleConfig, _statistical_pass, _transformer_pass, apply_scales,
+from tsfm_core.ensemble import (SCORING_LEVELS, EnsembleConfig, _statistical_passes, _transformer_pass, apply_scales,
                                 conformal_scales, select_weights)
 from train_jobs.eval_data import load_dataset
 
@@ -50,8 +50,8 @@ def compute_passes(data, n_jobs: int) -> dict[str, np.ndarray]:
     out.update(tsfm_final=c.final, tsfm_bt=c.backtest, tsfm_cpu=np.array(_cpu() - cpu))
     for name in STATISTICAL:
         cpu = _cpu()
-        c = _statistical_pass(name, data.train, [data.season] * len(data.train), windows, h, levels,
-                              EnsembleConfig(), n_jobs)
+        c = _statistical_passes((name,), data.train, [data.season] * len(data.train), windows, h, levels,
+                                EnsembleConfig(), n_jobs)[name]
         out.update({f"{name}_final": c.final, f"{name}_bt": c.backtest, f"{name}_cpu": np.array(_cpu() - cpu)})
     return out
 

@@ -85,3 +85,5 @@ def test_series_too_short_to_backtest_name_the_series():
         ensemble_forecast([with_covariates], 6, n_jobs=1)
     with pytest.raises(ValueError, match="scoring_metric"):
         EnsembleConfig(scoring_metric="R2")
+    with pytest.raises(ValueError, match="lean_ets_from"):
+        EnsembleConfig(lean_ets_from=1)

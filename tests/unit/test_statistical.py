@@ -124,3 +124,59 @@ def test_seasonal_naive_fallback_widens_with_each_season():
     np.testing.assert_allclose(block[0], [8.0, 19.0, 8.0, 19.0])
     width = block[2] - block[1]
     assert width[0] == pytest.approx(width[1]) and width[2] == pytest.approx(width[0] * np.sqrt(2))
+
+
+def test_shared_decompositions_change_no_forecast_and_skip_repeats(monkeypatch):
+    # An AutoETS search decomposes the same history once per seasonal candidate; the shared cache
+    # must answer exactly what statsmodels answers, call it once per distinct input, then step aside.
+    from statsforecast import ets, theta
+
+    from tsfm_core.statistical import _forecast_chunk
+
+    y = np.abs(_seasonal(n=60, seed=3)) + 10
+    plain = forecast_unit("AutoETS", y, 12, 6, LEVELS, (48,))
+    theta_before = theta.seasonal_decompose
+    original, calls = ets.seasonal_decompose, []
+    monkeypatch.setattr(ets, "seasonal_decompose", lambda *a, **k: calls.append(k.get("model")) or original(*a, **k))
+    patched = ets.seasonal_decompose
+    [shared] = _forecast_chunk(([("AutoETS", y, 12, (48,))], 6, LEVELS, None))
+    assert ets.seasonal_decompose is patched and theta.seasonal_decompose is theta_before  # restored on exit
+    np.testing.assert_array_equal(shared.values, plain.values)
+    np.testing.assert_array_equal(shared.backtests[0], plain.backtests[0])
+    assert shared.model == plain.model
+    # Additive and multiplicative decompositions of the full history, then the backtest's refit.
+    assert 2 <= len(calls) <= 4
+
+
+def test_forecast_models_in_one_pool_match_one_model_at_a_time():
+    from tsfm_core.statistical import forecast_models, forecast_units
+
+    jobs = [(_seasonal(n=40 + 2 * k, seed=k), 4, (30 + 2 * k,)) for k in range(8)]
+    together = forecast_models(["AutoTheta", "SeasonalNaive"], jobs, 4, LEVELS, n_jobs=2)  # 8 costly pairs: a pool
+    for name in ("AutoTheta", "SeasonalNaive"):
+        alone = forecast_units(name, jobs, 4, LEVELS, n_jobs=1)
+        assert [u.model for u in together[name]] == [u.model for u in alone]
+        for a, b in zip(together[name], alone):
+            np.testing.assert_allclose(a.values, b.values)
+            np.testing.assert_allclose(a.backtests[0], b.backtests[0])
+    with pytest.raises(ValueError):
+        forecast_models(["AutoETS", "Prophet"], jobs, 4, LEVELS)
+
+
+def test_lean_ets_search_keeps_the_better_half_and_only_for_long_seasons():
+    from statsforecast.models import AutoETS
+
+    from tsfm_core.statistical import LeanETSSearch
+
+    y = np.abs(_seasonal(n=60, seed=5)) + 10
+    lean = LeanETSSearch(12).fit(y)
+    halves = [AutoETS(season_length=12, model=spec).fit(y=y).model_["aicc"] for spec in ("ZZN", "ZNZ")]
+    assert lean.model_["aicc"] == min(halves)
+    _, trend, seasonal = lean.model_["components"][:3]
+    assert trend == "N" or seasonal == "N"  # never a trend+season model
+    lean_unit = forecast_unit("AutoETS", y, 12, 6, LEVELS, (48,), lean_ets_from=12)
+    np.testing.assert_allclose(lean_unit.values[0], lean.predict(h=6)["mean"])
+    # A season shorter than `lean_ets_from` gets the full search, exactly as without the option.
+    full = forecast_unit("AutoETS", y, 12, 6, LEVELS, (48,))
+    np.testing.assert_array_equal(forecast_unit("AutoETS", y, 12, 6, LEVELS, (48,), lean_ets_from=13).values,
+                                  full.values)
