@@ -72,6 +72,10 @@ class Settings:
     external_cluster: bool = field(default_factory=lambda: bool(os.environ.get("RAY_ADDRESS")))
     job_python: str = field(default_factory=lambda: os.environ.get("TSFM_JOB_PYTHON", ""))  # "" = chosen per cluster
     max_sync_finetune_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_SYNC_FINETUNE_STEPS", 500))
+    # A fine-tune worse than its base on its validation data always says so (finetuning.verdict); with
+    # this on, such a model is also not promoted: its job succeeds, the model stays `rejected`, unserved.
+    refuse_worse_finetunes: bool = field(
+        default_factory=lambda: os.environ.get("TSFM_REFUSE_WORSE_FINETUNES", "0").strip().lower() in ("1", "true", "yes"))
     # Nixtla async jobs one ingress replica runs at once (the rest wait, pending, in the database).
     async_jobs_per_replica: int = field(default_factory=lambda: _env_int("TSFM_ASYNC_JOBS_PER_REPLICA", 2))
 

@@ -9,7 +9,7 @@ import shutil
 from ray.serve.handle import DeploymentHandle
 
 from serve_apps.auth import Caller
-from serve_apps.errors import ApiError, not_found
+from serve_apps.errors import ApiError, invalid, not_found
 from serve_apps.finetuning.manager import TRAINING_DATA, VALIDATION_DATA, job_dir
 from serve_apps.finetuning.store import JobNotFound, JobRecord, JobStore
 from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
@@ -42,6 +42,9 @@ class FinetuningService:
 
     def _create(self, caller: Caller, source: str, requested_model: str, spec: TrainingSpec, file: FileRecord,
                 validation_file: FileRecord | None, request: dict, model_params: dict) -> JobRecord:
+        for f in (file, validation_file):
+            if f is not None and not f.is_series:  # the routes name the field; this guards every caller
+                raise invalid(["body"], f"file {f.id!r} is not a series file; upload one to train on")
         check_job_quota(self.jobs.engine, caller.organization,
                         self.settings.limit(self.settings.max_concurrent_jobs, DEFAULT_CONCURRENT_JOBS))
         model_id = new_model_id()
@@ -77,7 +80,7 @@ class FinetuningService:
         if children:
             raise ApiError(409, ["path", "model_id"], f"model {model_id!r} is the base of finetuned models "
                            f"{', '.join(children)}; delete those first", "has_dependents")
-        job = self.jobs.by_model(model_id)
+        job = self.jobs.by_model(record.id)  # `model_id` may be a scoped id's public name or an ft: name
         if job is not None and job.status.active:
             await self.job_manager.cancel.remote(job.id)
         self.registry.delete(model_id, caller.organization)
