@@ -236,3 +236,30 @@ def test_the_train_loop_checkpoint_holds_the_base_when_no_step_beats_it(tmp_path
     assert all(torch.equal(kept.state_dict()[k], v) for k, v in base.state_dict().items())
     assert judge(tracker.summary()).outcome == NO_IMPROVEMENT
     assert np.isfinite(tracker.summary()["base"]["mase"])
+
+
+# ---- a rejected model over HTTP (no Ray: the standalone app) ----------------------------------------------
+def test_a_rejected_model_is_a_clear_409_on_every_forecast_route(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from serve_apps.http.api import standalone_api
+    from serve_apps.settings import Settings
+
+    settings = Settings(home=str(tmp_path), api_keys="k=acme")
+    client = TestClient(standalone_api(settings))
+    registry = Registry(settings.database_url, settings.artifact_dir)
+    record = _model(registry, status=ModelStatus.REJECTED)
+    verdict = judge(_summary((1.0, 1.0), (1.1, 1.2), 3))
+    registry.update_params(record.id, {"validation": {**verdict.to_dict(), "promoted": False}})
+    auth = {"authorization": "Bearer k"}
+    r = client.post("/v1/forecast", headers=auth, json={"model": record.fine_tuned_model,
+                                                         "inputs": [{"target": [[1.0], [2.0], [3.0]]}],
+                                                         "parameters": {"prediction_length": 2}})
+    assert r.status_code == 409, r.text
+    [issue] = r.json()["detail"]
+    assert issue["loc"] == ["body", "model"] and issue["type"] == "model_rejected" and "1.2000" in issue["msg"]
+    r = client.post("/v2/forecast", headers=auth, json={"series": {"y": [1.0, 2.0, 3.0], "sizes": [3]}, "h": 2,
+                                                         "freq": "D", "finetuned_model_id": record.id})
+    assert r.status_code == 409 and r.json()["detail"][0]["type"] == "model_rejected", r.text
+    shown = client.get(f"/v1/models/{record.fine_tuned_model}", headers=auth).json()
+    assert shown["status"] == "rejected" and shown["validation"]["worse_than_base"] and shown["id"] == record.fine_tuned_model
