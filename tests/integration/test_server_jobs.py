@@ -91,7 +91,7 @@ def test_openai_job_lifecycle_and_forecast_with_the_result(oa, http, training_fi
     assert results_id in [f.id for f in oa.files.list(purpose="fine-tune-results")]
     rows = list(csv.DictReader(io.StringIO(oa.files.content(results_id).text)))
     assert list(rows[0])[:4] == ["step", "train_loss", "valid_loss", "valid_mase"]
-    assert [int(r["step"]) for r in rows] == list(range(0, max(steps) + 1))  # step 0: the base's scores
+    assert [int(r["step"]) for r in rows] == list(range(max(steps) + 1))  # step 0: the base's scores
     assert float(rows[0]["valid_mase"]) == pytest.approx(verdict["base"]["mase"])
     train_losses = {e.data["step"]: e.data["train_loss"] for e in events if e.type == "metrics" and "train_loss" in e.data}
     assert {int(r["step"]): float(r["train_loss"]) for r in rows[1:]} == pytest.approx(train_losses)

@@ -18,9 +18,21 @@ from serve_apps.finetuning.finish import finish_succeeded
 from serve_apps.finetuning.progress import Progress, fold, step_rate
 from serve_apps.finetuning.results import RESULTS_PURPOSE, results_csv, results_rows
 from serve_apps.finetuning.store import VALIDATION_EVENT, JobStatus, JobStore
-from serve_apps.finetuning.verdict import IMPROVED, NO_IMPROVEMENT, NOT_VALIDATED, WORSE, judge, refused
+from serve_apps.finetuning.verdict import (
+    IMPROVED,
+    NO_IMPROVEMENT,
+    NOT_VALIDATED,
+    WORSE,
+    judge,
+    refused,
+)
 from serve_apps.models.ft_names import fine_tuned_model_name, model_id_of
-from serve_apps.models.registry import ModelNotFound, ModelStatus, Registry, new_model_id
+from serve_apps.models.registry import (
+    ModelNotFound,
+    ModelStatus,
+    Registry,
+    new_model_id,
+)
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.storage.files import FileStore
 from tests.conftest import seasonal_series
@@ -210,7 +222,12 @@ def test_refusal_spares_a_model_that_kept_the_base(stores, tmp_path):
 
 # ---- the Ray Train loop keeps the base when no step beats it -------------------------------------------
 def test_the_train_loop_checkpoint_holds_the_base_when_no_step_beats_it(tmp_path, monkeypatch):
-    from train_jobs.loop import WorkerConfig, _build_model, _save_state, load_trained_model
+    from train_jobs.loop import (
+        WorkerConfig,
+        _build_model,
+        _save_state,
+        load_trained_model,
+    )
     from tsfm_core import model_selection
     from tsfm_core.checkpoint import save_model
     from tsfm_core.finetune import make_optimizer, validation_tracker
