@@ -165,7 +165,8 @@ def checkpoint_view(job: JobRecord, e: EventRecord) -> dict:
     return {"id": f"ftckpt-{e.id.removeprefix('ftevent-')}", "object": "fine_tuning.job.checkpoint",
             "created_at": int(e.created_at), "fine_tuned_model_checkpoint": f"{job_model_name(job)}:ckpt-step-{step}",
             "fine_tuning_job_id": job.id, "step_number": step,
-            "metrics": {"step": step, "train_loss": e.data.get("train_loss")}}
+            "metrics": {"step": step, "train_loss": e.data.get("train_loss"),
+                        **{k: e.data[k] for k in ("valid_loss", "valid_mase") if k in e.data}}}
 
 
 def page(items: list[dict], after: str | None, limit: int) -> dict[str, Any]:

@@ -117,6 +117,8 @@ class JobEventList(Out):
 class CheckpointMetrics(Out):
     step: int
     train_loss: float | None
+    valid_loss: float | None = None  # when the checkpoint's step was an evaluation
+    valid_mase: float | None = None
 
 
 class JobCheckpoint(Out):

@@ -51,18 +51,22 @@ def fold(progress: Progress, complete: bytes, total_steps: int) -> tuple[Progres
         if step > recorded:
             recorded = step
             tokens += int(record.get("points", 0))
-            data = {"step": step, "train_loss": loss, "total_steps": total_steps}
-            # Evaluation steps carry the validation scores too (OpenAI's metrics events have valid_loss).
-            data |= {k: record[k] for k in ("valid_loss", "valid_mase") if record.get(k) is not None}
+            data = {"step": step, "train_loss": loss, "total_steps": total_steps, **_validation_scores(record)}
             events.append(NewEvent("info", "metrics", f"Step {step}/{total_steps}: training loss={loss:.4f}", data))
             rate_step, rate_time, estimate = step_rate(rate_step, rate_time, estimate, record, total_steps)
         if record.get("checkpoint") and step > checkpointed:
             checkpointed = step
             events.append(NewEvent("info", "checkpoint", f"Checkpoint saved at step {step}",
-                                   {"step": step, "train_loss": loss, "path": record["checkpoint"]}))
+                                   {"step": step, "train_loss": loss, "path": record["checkpoint"],
+                                    **_validation_scores(record)}))
     return replace(progress, offset=progress.offset + len(complete), recorded_step=recorded,
                    checkpoint_step=checkpointed, trained_tokens=tokens, rate_step=rate_step, rate_time=rate_time,
                    estimated_finish=estimate), events
+
+
+def _validation_scores(record: dict) -> dict:
+    """An evaluation step's validation scores (OpenAI's metrics events and checkpoints carry valid_loss)."""
+    return {k: record[k] for k in ("valid_loss", "valid_mase") if record.get(k) is not None}
 
 
 def step_rate(anchor_step: int, anchor_time: float | None, estimate: float | None, record: dict,

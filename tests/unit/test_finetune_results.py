@@ -280,3 +280,10 @@ def test_a_rejected_model_is_a_clear_409_on_every_forecast_route(tmp_path):
     assert r.status_code == 409 and r.json()["detail"][0]["type"] == "model_rejected", r.text
     shown = client.get(f"/v1/models/{record.fine_tuned_model}", headers=auth).json()
     assert shown["status"] == "rejected" and shown["validation"]["worse_than_base"] and shown["id"] == record.fine_tuned_model
+
+
+def test_evaluation_steps_carry_their_validation_scores_into_events():
+    line = {"step": 2, "loss": 0.5, "points": 4, "valid_loss": 0.4, "valid_mase": 0.9, "checkpoint": "/c"}
+    _, events = fold(Progress(), (json.dumps(line) + "\n").encode(), total_steps=2)
+    metrics, checkpoint = events
+    assert metrics.data["valid_mase"] == 0.9 and checkpoint.data["valid_loss"] == 0.4
