@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serve_apps.dialects.numbers import Number, PositiveCount
 from serve_apps.dialects.types import Depth, LoraTargets, Loss
 from serve_apps.errors import invalid
-from serve_apps.finetuning.store import VALIDATION_EVENT, EventRecord, JobRecord, JobStatus
+from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.models.ft_names import MAX_SUFFIX, SUFFIX_PATTERN, fine_tuned_model_name
 from serve_apps.models.registry import public_id
 from serve_apps.storage.files import FileRecord
@@ -156,8 +156,7 @@ def job_view(job: JobRecord) -> dict:
 
 def event_view(e: EventRecord) -> dict:
     return {"id": e.id, "object": "fine_tuning.job.event", "created_at": int(e.created_at), "level": e.level,
-            "message": e.message, "data": e.data or {},
-            "type": "metrics" if e.type in ("metrics", VALIDATION_EVENT) else "message"}
+            "message": e.message, "data": e.data or {}, "type": "metrics" if e.type == "metrics" else "message"}
 
 
 def checkpoint_view(job: JobRecord, e: EventRecord) -> dict:

@@ -41,16 +41,17 @@ def verdict_event(verdict: Verdict, rejected: bool) -> NewEvent:
 
 
 def finish_succeeded(job: JobRecord, jobs: JobStore, registry: Registry, files: FileStore, job_directory: Path,
-                     refuse_worse: bool) -> bool:
-    """Records a run whose driver succeeded; False while its model is not written yet (or the job
-    left ACTIVE meanwhile, e.g. cancelled: nothing is then recorded and the results file is removed).
+                     refuse_worse: bool) -> tuple[Verdict, bool] | None:
+    """Records a run whose driver succeeded: (its verdict, whether its model was promoted); None while
+    its model is not written yet, or if the job left ACTIVE meanwhile (e.g. cancelled: nothing is
+    then recorded and the results file is removed).
 
     The job always ends `succeeded` (training did succeed); the model becomes `ready`, or `rejected`
     when it is worse than its base and `refuse_worse` is set."""
     output = registry.artifact_path_for(job.model_id)
     config_path = output / "config.json"
     if not config_path.exists():
-        return False  # the driver is still writing the model; next round
+        return None  # the driver is still writing the model; next round
     summary = json.loads(config_path.read_text()).get("training", {})
     points = int(summary.get("finetune_points", job.trained_tokens))
     verdict = judge(summary.get("validation"))
@@ -67,9 +68,9 @@ def finish_succeeded(job: JobRecord, jobs: JobStore, registry: Registry, files: 
                            trained_tokens=points, result_files=[results.id], validation=verdict.to_dict(),
                            estimated_finish=None):
         files.delete(results.id, job.organization)
-        return False
+        return None
     registry.update_params(job.model_id, {"validation": {**verdict.to_dict(), "promoted": not rejected}})
     registry.set_status(job.model_id, ModelStatus.REJECTED if rejected else ModelStatus.READY, finetune_tokens=points)
     if (output / "metrics.jsonl").exists():
         shutil.copy(output / "metrics.jsonl", job_directory / "metrics.jsonl")
-    return True
+    return verdict, not rejected

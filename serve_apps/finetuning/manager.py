@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ray.job_submission import JobStatus as RayJobStatus
 from ray.job_submission import JobSubmissionClient
+from ray.util.metrics import Counter
 
 from serve_apps.finetuning.finish import finish_succeeded
 from serve_apps.finetuning.progress import complete_lines, fold
@@ -109,6 +110,11 @@ class JobManager:
         self.jobs = JobStore(self.settings.database_url)
         self.registry = Registry(self.settings.database_url, self.settings.artifact_dir)
         self.files = FileStore(self.settings.database_url, self.settings.artifact_dir)  # results files
+        # Operators see how often fine-tunes help, keep the base or are worse (finetuning.verdict);
+        # counted in the deployment's actor, exported like the serving metrics.
+        self._outcomes = Counter("tsfm_finetune_outcomes_total", "Succeeded fine-tuning jobs by their verdict against "
+                                 "the base on validation, and whether the model was promoted.",
+                                 tag_keys=("outcome", "promoted"))
         self.resolver = ModelResolver(self.registry)
         self._client: JobSubmissionClient | None = None
         self._lock = asyncio.Lock()
@@ -276,8 +282,11 @@ class JobManager:
             self.registry.set_status(job.model_id, ModelStatus.CANCELLED)
 
     def _finish_succeeded(self, job: JobRecord) -> None:
-        finish_succeeded(job, self.jobs, self.registry, self.files, job_dir(self.settings, job.id),
-                         self.settings.refuse_worse_finetunes)
+        finished = finish_succeeded(job, self.jobs, self.registry, self.files, job_dir(self.settings, job.id),
+                                    self.settings.refuse_worse_finetunes)
+        if finished is not None:
+            verdict, promoted = finished
+            self._outcomes.inc(tags={"outcome": verdict.outcome, "promoted": str(promoted).lower()})
 
     def _read_progress(self, job: JobRecord) -> None:
         path = job_dir(self.settings, job.id) / "progress.jsonl"

@@ -72,7 +72,8 @@ jobs = sa.Table(
     sa.Column("validation", sa.Text, nullable=True),
 )
 
-# The event type of a finished job's base-vs-finetuned verdict (finetuning.verdict).
+# The event type of a finished job's base-vs-finetuned verdict (finetuning.verdict). Not "metrics":
+# clients read a step and a training loss from every metrics event (OpenAI's, Cohere's step metrics).
 VALIDATION_EVENT = "validation"
 
 # Columns held as JSON text.

@@ -185,7 +185,10 @@ def _finished_run(stores, tmp_path, validation, refuse):
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HISTORY))
     (out / "config.json").write_text(json.dumps({"training": {"finetune_points": 290, "validation": validation}}))
     (tmp_path / "job").mkdir()
-    assert finish_succeeded(jobs.get(job.id), jobs, registry, files, tmp_path / "job", refuse)
+    verdict, promoted = finish_succeeded(jobs.get(job.id), jobs, registry, files, tmp_path / "job", refuse)
+    assert promoted == (not (refuse and verdict.worse))
+    assert finish_succeeded(jobs.get(job.id), jobs, registry, files, tmp_path / "job", refuse) is None  # once only
+    assert [f.purpose for f in files.list("acme")] == [RESULTS_PURPOSE]  # the second try's file was removed
     return jobs.get(job.id), registry.get(record.id)
 
 
