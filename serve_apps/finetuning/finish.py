@@ -59,10 +59,11 @@ def finish_succeeded(job: JobRecord, jobs: JobStore, registry: Registry, files: 
     results = files.create_generated(job.organization, RESULTS_FILENAME, RESULTS_PURPOSE,
                                      results_csv(read_history(output / "metrics.jsonl")))
     model = registry.get(job.model_id)
+    name = model.fine_tuned_model if job.source == "openai" else model.public_id  # as its dialect calls it
     if rejected:
-        message = f"Fine-tuning succeeded, but model {model.fine_tuned_model} is not promoted: worse than its base"
+        message = f"Fine-tuning succeeded, but model {name} is not promoted: worse than its base"
     else:
-        message = f"Fine-tuning succeeded: model {model.fine_tuned_model} is ready"
+        message = f"Fine-tuning succeeded: model {name} is ready"
     if not jobs.transition(job.id, JobStatus.SUCCEEDED, message, level="warn" if rejected else "info",
                            events_before=[verdict_event(verdict, rejected)], finished_at=time.time(),
                            trained_tokens=points, result_files=[results.id], validation=verdict.to_dict(),
