@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 
@@ -53,6 +55,9 @@ def nixtla_body(series: int, context: int, horizon: int, seed: int = 0) -> dict:
 
 
 BODIES = {"/v1/forecast": tsfm_body, "/v2/forecast": nixtla_body}
+# The real server's variants: Ray Serve's Python proxy (the default), and its HAProxy ingress.
+SERVE_TARGETS = {"serve": {"TSFM_INGRESS_MAX_REPLICAS": "2"},
+                 "serve_haproxy": {"TSFM_INGRESS_MAX_REPLICAS": "2", "TSFM_SERVE_INGRESS": "haproxy"}}
 
 
 def _percentile_ms(latencies: list[float], q: float) -> float | None:
@@ -61,25 +66,31 @@ def _percentile_ms(latencies: list[float], q: float) -> float | None:
 
 async def run_level(url: str, path: str, body: dict, concurrency: int, requests: int, max_seconds: float,
                     timeout_s: float = 60) -> dict:
-    """`concurrency` clients send `body` until `requests` were sent or `max_seconds` passed."""
+    """`concurrency` clients send `body` until `requests` were sent or `max_seconds` passed.
+
+    The load generator is aiohttp, not httpx: httpx's connection pool cost the client 5-8 ms of CPU
+    per request at 64 connections (0.2 ms with aiohttp), which on a 2-core machine took that CPU
+    from the server under test and made throughput fall with concurrency on every server."""
     payload = json.dumps(body).encode()
     latencies: list[float] = []
     codes: Counter = Counter()
     sent = 0
     deadline = time.perf_counter() + max_seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits,
-                                 headers={"content-type": "application/json"}) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                                     headers={"content-type": "application/json"}) as client:
         async def worker() -> None:
             nonlocal sent
             while sent < requests and time.perf_counter() < deadline:
                 sent += 1
                 start = time.perf_counter()
                 try:
-                    status = (await client.post(path, content=payload)).status_code
-                except httpx.TimeoutException:
+                    async with client.post(path, data=payload) as response:
+                        await response.read()
+                        status = response.status
+                except asyncio.TimeoutError:
                     status = "timeout"
-                except httpx.HTTPError as exc:
+                except aiohttp.ClientError as exc:
                     status = type(exc).__name__
                 codes[status] += 1
                 if status == 200:
@@ -100,25 +111,27 @@ def stats(url: str) -> dict:
         return {}
 
 
-def measure(url: str, levels: list[int], requests: int, max_seconds: float, workloads: list[str]) -> dict:
-    out: dict = {}
+def measure(urls: dict[str, str], levels: list[int], requests: int, max_seconds: float,
+            workloads: list[str]) -> dict:
+    """{target: {"<path> <workload>": [row per level]}}. Targets take turns level by level, so
+    a change in the machine's load during the run (it is shared) hits every target alike."""
+    out: dict = {target: {} for target in urls}
     for path, make in BODIES.items():
         for name in workloads:
-            shape = WORKLOADS[name]
-            body = make(**shape)
-            httpx.post(url + path, json=body, timeout=120).raise_for_status()  # warm-up: model load
-            rows = []
+            body = make(**WORKLOADS[name])
+            for url in urls.values():
+                httpx.post(url + path, json=body, timeout=120).raise_for_status()  # warm-up: model load
             for c in levels:
-                before = stats(url)
-                row = asyncio.run(run_level(url, path, body, c, requests, max_seconds))
-                after = stats(url)
-                passes = after.get("batches_run", 0) - before.get("batches_run", 0)
-                batched = after.get("requests_batched", 0) - before.get("requests_batched", 0)
-                row["requests_per_model_pass"] = round(batched / passes, 2) if passes else None
-                row["replicas"] = after.get("replicas")
-                rows.append(row)
-                print(path, name, json.dumps(row), flush=True)
-            out[f"{path} {name}"] = rows
+                for target, url in urls.items():
+                    before = stats(url)
+                    row = asyncio.run(run_level(url, path, body, c, requests, max_seconds))
+                    after = stats(url)
+                    passes = after.get("batches_run", 0) - before.get("batches_run", 0)
+                    batched = after.get("requests_batched", 0) - before.get("requests_batched", 0)
+                    row["requests_per_model_pass"] = round(batched / passes, 2) if passes else None
+                    row["replicas"] = after.get("replicas")
+                    out[target].setdefault(f"{path} {name}", []).append(row)
+                    print(target, path, name, json.dumps(row), flush=True)
     return out
 
 
@@ -161,6 +174,38 @@ class BareServer:
             self.proc.wait(timeout=30)
 
 
+def inprocess(levels: list[int], workloads: list[str], seconds: float, device: str) -> dict:
+    """The ceiling: c concurrent requests as one `forecast_many` call in this process (no HTTP, no
+    JSON), the same model and device; one torch thread on a CPU, as in a Serve replica."""
+    import torch
+
+    from tsfm_core.checkpoint import load_model
+    from tsfm_core.predict import Forecaster, ForecastRequest
+    from tsfm_core.series import Series
+    torch.set_num_threads(1)
+    forecaster = Forecaster(load_model(device=device).eval(), device=device)
+    out = {}
+    for name in workloads:
+        shape = WORKLOADS[name]
+        t = np.arange(shape["context"])
+        rows = []
+        for c in levels:
+            requests = [ForecastRequest([Series(values=(50 + 10 * np.sin(2 * np.pi * t / 24 + i + k))[:, None]
+                                                .astype(np.float32)) for k in range(shape["series"])],
+                                        shape["horizon"], [0.1, 0.5, 0.9]) for i in range(c)]
+            forecaster.forecast_many(requests)  # warm-up
+            passes, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                forecaster.forecast_many(requests)
+                passes += 1
+            elapsed = time.perf_counter() - started
+            rows.append({"concurrency": c, "req_per_s": round(passes * c / elapsed, 1),
+                         "ms_per_pass": round(1000 * elapsed / passes, 1)})
+            print("inprocess", name, json.dumps(rows[-1]), flush=True)
+        out[name] = rows
+    return out
+
+
 def ratios(serve: dict, bare: dict) -> dict:
     """Serve / bare for each workload and level: throughput ratio and p50 ratio."""
     out = {}
@@ -175,12 +220,15 @@ def ratios(serve: dict, bare: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
-    p.add_argument("--targets", default="serve,bare", help="which servers to start: serve, bare or both")
+    p.add_argument("--targets", default="serve,bare", help="servers to start, any of: bare, serve, serve_haproxy")
     p.add_argument("--levels", default="1,16,64,256")
     p.add_argument("--requests", type=int, default=1500, help="most requests per level")
     p.add_argument("--max-seconds", type=float, default=20, help="most seconds per level")
     p.add_argument("--bulk-series", type=int, default=10_000)
     p.add_argument("--workloads", default="W1,W2", help="which of W1, W2 to run")
+    p.add_argument("--num-cpus", type=int, default=2, help="CPUs of the real server's embedded Ray cluster")
+    p.add_argument("--inprocess", action="store_true", help="also the in-process batched ceiling")
+    p.add_argument("--device", default="cpu", help="device of the in-process ceiling")
     p.add_argument("--quick", action="store_true", help="levels 1,16,64, 300 requests, 8 s a level")
     p.add_argument("--output", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = p.parse_args()
@@ -191,28 +239,30 @@ def main() -> None:
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "workloads": WORKLOADS, "levels": levels, "requests_per_level": args.requests,
               "max_seconds_per_level": args.max_seconds, "results": {}}
-    targets = args.targets.split(",")
+    targets = [t for t in args.targets.split(",") if t]
     if args.url:
-        report["results"]["serve"] = measure(args.url, levels, args.requests, args.max_seconds, workloads)
+        report["results"].update(measure({"serve": args.url}, levels, args.requests, args.max_seconds, workloads))
         report["results"]["mixed"] = mixed(args.url, args.requests, args.max_seconds, args.bulk_series)
     else:
-        if "bare" in targets:
-            with tempfile.TemporaryDirectory() as home:
-                bare = BareServer(Path(home)).start()
-                try:
-                    report["results"]["bare"] = measure(bare.url, levels, args.requests, args.max_seconds, workloads)
-                finally:
-                    bare.stop()
-        if "serve" in targets:
-            with tempfile.TemporaryDirectory() as home:
-                server = ServerProcess(Path(home), env={"TSFM_INGRESS_MAX_REPLICAS": "2"}).start()
-                try:
-                    report["results"]["serve"] = measure(server.url, levels, args.requests, args.max_seconds, workloads)
-                    report["results"]["mixed"] = mixed(server.url, args.requests, args.max_seconds, args.bulk_series)
-                finally:
-                    server.stop()
-        if "serve" in report["results"] and "bare" in report["results"]:
-            report["results"]["serve_over_bare"] = ratios(report["results"]["serve"], report["results"]["bare"])
+        with contextlib.ExitStack() as stack:
+            urls = {}
+            for target in targets:  # all up at once: idle servers cost little, and levels interleave
+                home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                server = (BareServer(home) if target == "bare" else
+                          ServerProcess(home, env=SERVE_TARGETS[target], num_cpus=args.num_cpus))
+                stack.callback(server.stop)
+                urls[target] = server.start().url
+            report["results"].update(measure(urls, levels, args.requests, args.max_seconds, workloads))
+            for target in targets:
+                if target != "bare":
+                    report["results"][f"mixed {target}"] = mixed(urls[target], args.requests, args.max_seconds,
+                                                                 args.bulk_series)
+        for target in targets:
+            if target != "bare" and "bare" in report["results"]:
+                report["results"][f"{target}_over_bare"] = ratios(report["results"][target],
+                                                                  report["results"]["bare"])
+    if args.inprocess:
+        report["results"]["inprocess"] = inprocess(levels, workloads, min(args.max_seconds, 5), args.device)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.output}")

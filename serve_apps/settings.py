@@ -79,15 +79,38 @@ class Settings:
     # Nixtla async jobs one ingress replica runs at once (the rest wait, pending, in the database).
     async_jobs_per_replica: int = field(default_factory=lambda: _env_int("TSFM_ASYNC_JOBS_PER_REPLICA", 2))
 
+    # What a third-party catalog name (amazon/chronos-*, google/timesfm-*) whose weights are not in
+    # `third_party_dir` gets: "base" = answered by tsfm-base (responses say so in `served_model`),
+    # "reject" = 404 naming the model. Names whose weights are there are served by their own loader.
+    third_party_aliases: str = field(default_factory=lambda: os.environ.get("TSFM_THIRD_PARTY_ALIASES", "base"))
+    # Where third-party checkpoints live: <dir>/<publisher>/<name>/ (default: <home>/third_party).
+    third_party_dir: str = field(default_factory=lambda: os.environ.get("TSFM_THIRD_PARTY_DIR", ""))
+    # CPU processes one statistical fit (or `auto` backtest) may use; 0 = every CPU of the machine.
+    stats_n_jobs: int = field(default_factory=lambda: _env_int("TSFM_STATS_N_JOBS", 0))
+    # Statistical / `auto` calls one process runs at once (each may fork stats_n_jobs workers); the
+    # rest wait, so the CPU they share with the transformer's passes stays bounded.
+    stats_concurrency: int = field(default_factory=lambda: _env_int("TSFM_STATS_CONCURRENCY", 2))
+
     # Per-organization limits (serve_apps.limits): None = on with its default when API keys are set,
     # off in single-user mode; 0 = off.
     rate_limit_per_minute: int | None = field(default_factory=lambda: _env_optional_int("TSFM_RATE_LIMIT_PER_MINUTE"))
     max_concurrent_jobs: int | None = field(default_factory=lambda: _env_optional_int("TSFM_MAX_CONCURRENT_JOBS"))
 
+    # Experiment tracking of fine-tunes (train_jobs.tracking, docs/operations.md). W&B runs are written
+    # offline under each job's directory unless the operator lets them sync live; MLflow runs go to
+    # this URI (default: a file store under home) for jobs that opt in, or every job with all_jobs.
+    tracking_online: bool = field(default_factory=lambda: os.environ.get("TSFM_TRACKING_ONLINE", "0") == "1")
+    mlflow_tracking_uri: str = field(default_factory=lambda: os.environ.get("TSFM_MLFLOW_TRACKING_URI", ""))
+    mlflow_all_jobs: bool = field(default_factory=lambda: os.environ.get("TSFM_MLFLOW_ALL_JOBS", "0") == "1")
+
     def __post_init__(self) -> None:
         home = Path(self.home)
         self.database_url = self.database_url or os.environ.get("TSFM_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}"
         self.artifact_dir = self.artifact_dir or os.environ.get("TSFM_ARTIFACT_DIR") or str(home / "artifacts")
+        self.mlflow_tracking_uri = self.mlflow_tracking_uri or (home / "mlruns").resolve().as_uri()
+        self.third_party_dir = self.third_party_dir or str(home / "third_party")
+        if self.third_party_aliases not in ("base", "reject"):
+            raise ValueError(f"TSFM_THIRD_PARTY_ALIASES must be 'base' or 'reject', not {self.third_party_aliases!r}")
 
     @property
     def work_limits(self) -> WorkLimits:

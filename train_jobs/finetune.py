@@ -17,6 +17,9 @@ Every run validates (--validation-data, else the last window of each series is h
 base is scored before step 0, validation loss/MASE at each evaluation, early stopping watches the
 validation loss, and the model kept is the best evaluation on validation (possibly the base
 itself); `training.validation` in the model's config.json says how it compares with its base.
+
+--wandb-project / --mlflow-tracking-uri (or the run file's `spec.tracking`) log the run to Weights &
+Biases (offline unless --tracking-online) and/or MLflow: see train_jobs.tracking.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     worker = WorkerConfig(spec=run.spec, base_model_dir=run.base_model_dir, data_path=str(Path(run.data).resolve()),
                           validation_path=str(Path(run.validation_data).resolve()) if run.validation_data else None,
                           threads_per_worker=run.cpus_per_worker, report_interval_s=run.report_interval_s,
-                          inject_failure_at_step=run.inject_failure_at_step)
+                          inject_failure_at_step=run.inject_failure_at_step, model_dir=str(output.resolve()))
     if run.stop_file is not None:
         exit_when_present(Path(run.stop_file))
     init_ray()

@@ -24,6 +24,7 @@ import torch
 
 from train_jobs.report_pacing import ReportPacer, poll_interval_s, reduce_over_workers
 from train_jobs.spec import PretrainSpec, TrainingSpec
+from train_jobs.tracking import Tracking, open_tracking
 from tsfm_core.checkpoint import load_model
 from tsfm_core.datasets import read_table, table_to_series
 from tsfm_core.finetune import (
@@ -57,6 +58,7 @@ class WorkerConfig:
     threads_per_worker: int = 1
     report_interval_s: float | None = None
     inject_failure_at_step: int | None = None
+    model_dir: str | None = None  # finetuning: where the driver writes the kept model (tracking records it)
 
     @property
     def finetune(self) -> FinetuneConfig | None:
@@ -131,10 +133,13 @@ def train_loop_per_worker(cfg: WorkerConfig) -> None:
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     series, tracker, validation_note = _worker_data(cfg, rank, world, _unwrap(model), device)
+    # Experiment tracking (W&B, MLflow) from rank 0 only; a no-op unless the spec asks for it.
+    tracking = open_tracking(spec, ctx.get_experiment_name(), cfg.model_dir) if rank == 0 else Tracking([])
     if tracker is not None and state.get("selection"):
         tracker.load_state_dict(state["selection"])
     elif tracker is not None:
         tracker.evaluate(_unwrap(model), 0)  # the base's scores, before any step
+        tracking.log(0, tracker.history[-1])
     rng = np.random.default_rng(spec.seed * 7919 + rank * 104729 + start_step)
     loss_name = finetune.loss if finetune else "default"
     every = spec.checkpoint_every
@@ -177,6 +182,9 @@ def train_loop_per_worker(cfg: WorkerConfig) -> None:
         if last and finetune:
             # What the model kept and how it compares with its base, for the job and the model's record.
             record["validation"] = tracker.summary() if tracker else validation_note
+        tracking.log(step, record)
+        if last:
+            tracking.finish(record)
         if not (last or pacer.due(step)):
             continue
         # Checkpoints ride on the paced reports (an extra report would wait a poll of its own):
@@ -186,6 +194,7 @@ def train_loop_per_worker(cfg: WorkerConfig) -> None:
         pending = []
         if checkpoint_now:
             last_checkpoint = step
+            tracking.flush()
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = None
                 if rank == 0:

@@ -6,6 +6,8 @@
   server writes it next to the job's data and submits `python -m train_jobs.finetune --run run.json`;
   people use the same fields as command-line flags (`from_argv`).
 - `PretrainSpec`: what pretraining learns.
+- `TrackingConfig`: where a fine-tune's metrics are logged (Weights & Biases, MLflow), part of its
+  `TrainingSpec`; train_jobs.tracking logs to it.
 
 Adding a hyperparameter: a field of `FinetuneConfig` (tsfm_core) and, if clients may set it, the
 dialect bodies that expose it. Nothing in between re-spells it.
@@ -15,12 +17,78 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from tsfm_core.checkpoint import BASE_MODEL_ID, CONFIG_FILE, bundled_model_dir, read_config
 from tsfm_core.finetune import FinetuneConfig, LoraConfig
 from tsfm_core.losses import LOSSES
+
+
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class WandbTarget:
+    """A Weights & Biases run to log to: OpenAI's `integrations[].wandb`, Cohere's `settings.wandb`."""
+
+    project: str
+    name: str | None = None  # default: the run's name (the job id)
+    entity: str | None = None
+    tags: tuple[str, ...] = ()
+    # Cohere sends one; used only to sync online. Kept out of reprs, views and logs (see redacted()).
+    api_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+
+@dataclass(frozen=True)
+class MlflowTarget:
+    """An MLflow run to log to (our extension of OpenAI's integrations, or the server's setting)."""
+
+    experiment: str = "tsfm-finetune"
+    run_name: str | None = None  # default: the run's name (the job id)
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs set on the run
+
+    def __post_init__(self) -> None:
+        tags = self.tags.items() if isinstance(self.tags, dict) else self.tags
+        object.__setattr__(self, "tags", tuple((str(k), str(v)) for k, v in tags))
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """What a fine-tune logs to. `wandb`/`mlflow` come from the request; the other fields are the
+    operator's (the server fills them from its settings when it writes the run, see `for_run`), so a
+    request body cannot choose where on the server's disk or network its runs go."""
+
+    wandb: WandbTarget | None = None
+    mlflow: MlflowTarget | None = None
+    online: bool = False  # W&B syncs live; else an offline run under `directory` (`wandb sync` uploads it)
+    directory: str | None = None  # where W&B writes its run directory (default: W&B's own, ./wandb)
+    mlflow_tracking_uri: str | None = None  # needed when `mlflow` is set (a file:// store, sqlite:// or http://)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.wandb, dict):
+            object.__setattr__(self, "wandb", WandbTarget(**self.wandb))
+        if isinstance(self.mlflow, dict):
+            object.__setattr__(self, "mlflow", MlflowTarget(**self.mlflow))
+
+    @property
+    def enabled(self) -> bool:
+        return self.wandb is not None or self.mlflow is not None
+
+    def for_run(self, *, online: bool, directory: str, mlflow_tracking_uri: str,
+                mlflow_all_jobs: bool = False) -> TrackingConfig:
+        """This request's targets with the operator's settings (every job gets MLflow with `mlflow_all_jobs`)."""
+        mlflow = self.mlflow or (MlflowTarget() if mlflow_all_jobs else None)
+        return replace(self, mlflow=mlflow, online=online, directory=directory, mlflow_tracking_uri=mlflow_tracking_uri)
+
+    def redacted(self) -> TrackingConfig:
+        """The same config with the W&B api key masked: what views and logs may show."""
+        if self.wandb is None or self.wandb.api_key is None:
+            return self
+        return replace(self, wandb=replace(self.wandb, api_key=REDACTED))
 
 
 @dataclass(frozen=True)
@@ -29,10 +97,13 @@ class TrainingSpec:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     checkpoint_every: int = 25  # least steps between checkpoints
     epochs: int | None = None  # passes over the data `finetune.steps` was derived from, when it was
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.finetune, dict):
             object.__setattr__(self, "finetune", FinetuneConfig(**self.finetune))
+        if isinstance(self.tracking, dict):
+            object.__setattr__(self, "tracking", TrackingConfig(**self.tracking))
         if self.checkpoint_every < 1:
             raise ValueError("checkpoint_every must be >= 1")
 
@@ -141,6 +212,16 @@ class FinetuneRun:
         p.add_argument("--stop-file", default=None,
                        help="exit (ending the run's workers) as soon as this file exists: cooperative cancel")
         p.add_argument("--inject-failure-at-step", type=int, default=None, help=argparse.SUPPRESS)
+        t = p.add_argument_group("experiment tracking (pip install 'tsfm-cluster[tracking]')")
+        t.add_argument("--wandb-project", default=None, help="log the run to this W&B project")
+        t.add_argument("--wandb-entity", default=None)
+        t.add_argument("--wandb-name", default=None, help="W&B run name (default: --name)")
+        t.add_argument("--mlflow-tracking-uri", default=None,
+                       help="log the run to MLflow here (file:///dir/mlruns, sqlite:///mlflow.db, http://host:5000)")
+        t.add_argument("--mlflow-experiment", default=MlflowTarget.experiment)
+        t.add_argument("--tracking-dir", default=None, help="where W&B writes its run directory (default: ./wandb)")
+        t.add_argument("--tracking-online", action="store_true",
+                       help="sync W&B live (needs network and WANDB_API_KEY); default: an offline run")
         a = p.parse_args(argv)
         if a.run is not None:
             return cls.read(a.run)
@@ -155,8 +236,12 @@ class FinetuneRun:
         base_dir = bundled_model_dir(a.base_model) or Path(a.base_model)
         if not (base_dir / CONFIG_FILE).exists():
             p.error(f"--base-model: {a.base_model!r} is neither a bundled model id nor a model directory")
+        tracking = TrackingConfig(
+            wandb=WandbTarget(project=a.wandb_project, name=a.wandb_name, entity=a.wandb_entity) if a.wandb_project else None,
+            mlflow=MlflowTarget(experiment=a.mlflow_experiment) if a.mlflow_tracking_uri else None,
+            online=a.tracking_online, directory=a.tracking_dir, mlflow_tracking_uri=a.mlflow_tracking_uri)
         spec = TrainingSpec(base_model=read_config(base_dir).get("id", base_dir.name), finetune=finetune,
-                            checkpoint_every=a.checkpoint_every)
+                            checkpoint_every=a.checkpoint_every, tracking=tracking)
         return cls(spec=spec, data=str(a.data), output=str(a.output), base_model_dir=str(base_dir), model_id=a.model_id,
                    validation_data=a.validation_data,
                    num_workers=a.num_workers, cpus_per_worker=a.cpus_per_worker, use_gpu=a.use_gpu,

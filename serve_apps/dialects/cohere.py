@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from serve_apps.dialects.numbers import Number, PositiveCount
 from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.models.registry import ModelRecord, ModelStatus
-from train_jobs.spec import TrainingSpec
+from train_jobs.spec import TrackingConfig, TrainingSpec, WandbTarget
 from tsfm_core.finetune import (
     MAX_LEARNING_RATE,
     MAX_LORA_ALPHA,
@@ -55,6 +55,20 @@ class CohereHyperparameters(BaseModel):
                                  "LORA_TARGET_MODULES_UNSPECIFIED"] | None = None
 
 
+class WandbSettings(BaseModel):
+    """Cohere's `settings.wandb`. Its api_key is used only when the operator lets runs sync online,
+    and is never returned, logged or shown in events (see train_jobs.tracking)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    project: str = Field(min_length=1, max_length=128)
+    api_key: SecretStr = Field(min_length=1, max_length=256)  # masked in reprs and dumps
+    entity: str | None = Field(default=None, max_length=128)
+
+    def target(self) -> WandbTarget:
+        return WandbTarget(project=self.project, entity=self.entity, api_key=self.api_key.get_secret_value())
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -62,7 +76,7 @@ class Settings(BaseModel):
     dataset_id: str = Field(min_length=1)
     hyperparameters: CohereHyperparameters | None = None
     multi_label: bool | None = None
-    wandb: dict | None = None
+    wandb: WandbSettings | None = None
 
 
 class FinetunedModelBody(BaseModel):
@@ -92,8 +106,9 @@ def training_spec(body: FinetunedModelBody, base_model: str, n_windows: int, max
                               batch_size=batch, lora=lora, seed=0,
                               early_stopping_patience=h.early_stopping_patience,
                               early_stopping_threshold=h.early_stopping_threshold or 0.0)
+    wandb = body.settings.wandb
     return TrainingSpec(base_model=base_model, finetune=finetune, checkpoint_every=max(1, min(50, steps // 4)),
-                        epochs=epochs)
+                        epochs=epochs, tracking=TrackingConfig(wandb=wandb.target() if wandb else None))
 
 
 def _iso(ts: float | None) -> str | None:

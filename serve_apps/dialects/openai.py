@@ -1,6 +1,7 @@
 """OpenAI-style files and fine-tuning jobs: /v1/files, /v1/fine_tuning/jobs[/{id}[/cancel|/events|/checkpoints]].
 
-Time-series specifics ride in `hyperparameters` next to OpenAI's own keys (n_epochs, batch_size,
+`integrations` log the run to Weights & Biases (`wandb`, as OpenAI's) or MLflow (`mlflow`, our
+extension); see train_jobs.tracking. Time-series specifics ride in `hyperparameters` next to OpenAI's own keys (n_epochs, batch_size,
 learning_rate_multiplier): `finetune_depth`, `finetune_loss`, `steps`, `lora_rank`, `lora_alpha`,
 `lora_target_modules`. One epoch is one pass over the file's windows of `output_patch_len` points.
 
@@ -24,7 +25,7 @@ from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.models.ft_names import MAX_SUFFIX, SUFFIX_PATTERN, fine_tuned_model_name
 from serve_apps.models.registry import public_id
 from serve_apps.storage.files import FileRecord
-from train_jobs.spec import TrainingSpec
+from train_jobs.spec import MlflowTarget, TrackingConfig, TrainingSpec, WandbTarget
 from tsfm_core.finetune import (
     MAX_LEARNING_RATE,
     MAX_LORA_ALPHA,
@@ -60,6 +61,53 @@ class Method(BaseModel):
     supervised: SupervisedMethod | None = None
 
 
+class WandbIntegration(BaseModel):
+    """OpenAI's W&B integration. The key is the operator's (WANDB_API_KEY): a body carries none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field(min_length=1, max_length=128)
+    name: str | None = Field(default=None, max_length=128)
+    entity: str | None = Field(default=None, max_length=128)
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
+
+
+class MlflowIntegration(BaseModel):
+    """Our extension: log the run to the server's MLflow tracking store (its operator sets where)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment_name: str = Field(default="tsfm-finetune", min_length=1, max_length=256)
+    run_name: str | None = Field(default=None, max_length=256)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+class Integration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["wandb", "mlflow"]
+    wandb: WandbIntegration | None = None
+    mlflow: MlflowIntegration | None = None
+
+
+def tracking_config(integrations: list[Integration] | None) -> TrackingConfig:
+    """The job's TrackingConfig from its `integrations` (at most one of each type)."""
+    wandb = mlflow = None
+    for i, integration in enumerate(integrations or []):
+        loc = ["body", "integrations", i]
+        target = getattr(integration, integration.type)
+        if target is None:
+            raise invalid(loc + [integration.type], f"a {integration.type!r} integration needs its "
+                          f"{integration.type!r} object", "missing")
+        if (wandb if integration.type == "wandb" else mlflow) is not None:
+            raise invalid(loc + ["type"], f"only one {integration.type!r} integration per job")
+        if integration.type == "wandb":
+            wandb = WandbTarget(project=target.project, name=target.name, entity=target.entity, tags=tuple(target.tags))
+        else:
+            mlflow = MlflowTarget(experiment=target.experiment_name, run_name=target.run_name, tags=target.tags)
+    return TrackingConfig(wandb=wandb, mlflow=mlflow)
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -72,7 +120,7 @@ class JobCreate(BaseModel):
     suffix: str | None = Field(default=None, max_length=MAX_SUFFIX, pattern=SUFFIX_PATTERN)
     seed: int | None = Field(default=None, ge=0)
     metadata: dict[str, str] | None = None
-    integrations: list[dict] | None = None
+    integrations: list[Integration] | None = None
 
     def resolved_hyperparameters(self) -> Hyperparameters:
         if self.method and self.method.supervised:

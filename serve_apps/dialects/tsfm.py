@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from serve_apps.dialects.numbers import (
     Number,
@@ -22,6 +22,13 @@ from serve_apps.errors import ApiError, invalid
 from serve_apps.models.registry import public_id
 from tsfm_core.predict import ForecastRequest, ForecastResult
 from tsfm_core.series import Series
+from tsfm_core.simulate import sample_forecast
+
+MAX_SEED = 2**63 - 1
+# With `num_samples`, the model is also asked for these levels: a model without quantile heads of
+# its own (statistical, `auto`) then still gives sample_forecast a whole distribution to draw from,
+# whatever `quantile_levels` the client wants back.
+SAMPLE_LEVELS = {0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99}
 
 
 class SeriesInput(BaseModel):
@@ -68,6 +75,8 @@ class ForecastParameters(BaseModel):
     sensitivity: Number | None = None
     temperature: Number | None = None
     top_p: Number | None = None
+    # Our extension (the seed has none): fixes the `samples` drawn; without it they differ per request.
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] | None = None
 
     @field_validator("quantile_levels")
     @classmethod
@@ -138,7 +147,7 @@ def to_request(body: ForecastBody, loc: list, max_points: int, max_horizon: int)
     series = []
     for i, s in enumerate(body.inputs):
         here = loc + ["inputs", i]
-        values = np.array([[np.nan if x is None else x for x in row] for row in s.target], dtype=np.float32)
+        values = np.array(s.target, dtype=np.float32)  # numpy reads None as NaN (a missing value)
         t = len(values)
         for name, cov in s.past_covariates.items():
             if len(cov) != t:
@@ -158,7 +167,7 @@ def to_request(body: ForecastBody, loc: list, max_points: int, max_horizon: int)
         series.append(Series(values=values, start=start, freq=params.frequency, past_covariates=past,
                              future_covariates=future, covariate_names=names,
                              static_covariates=dict(s.static_covariates), metadata=s.metadata))
-    levels = sorted(set(params.quantile_levels) | {0.5})
+    levels = sorted(set(params.quantile_levels) | {0.5} | (SAMPLE_LEVELS if params.num_samples else set()))
     return ForecastRequest(series=series, horizon=h, levels=levels, context_length=params.context_length)
 
 
@@ -167,15 +176,12 @@ def _iso(ts: pd.Timestamp) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _samples(result: ForecastResult, n: int, rng: np.random.Generator) -> list:
-    """Draws from each step's predictive distribution by inverting the interpolated quantile function."""
-    levels = np.asarray(result.levels)
-    u = rng.uniform(levels[0], levels[-1], size=(n, result.quantiles.shape[1], result.quantiles.shape[2]))
-    out = np.empty_like(u)
-    for t in range(u.shape[1]):
-        for c in range(u.shape[2]):
-            out[:, t, c] = np.interp(u[:, t, c], levels, result.quantiles[:, t, c])
-    return out.round(6).tolist()
+def sample_seeds(seed: int | None, n_series: int) -> list:
+    """One independent stream per series: spawned from the request's `seed` (reproducible), or fresh
+    entropy per request when it has none."""
+    if seed is None:
+        return [None] * n_series
+    return np.random.SeedSequence(seed).spawn(n_series)
 
 
 def build_response(body: ForecastBody, request: ForecastRequest, results: list[ForecastResult],
@@ -185,17 +191,20 @@ def build_response(body: ForecastBody, request: ForecastRequest, results: list[F
     wanted = params.quantile_levels
     h = params.prediction_length
     outputs = []
-    rng = np.random.default_rng(0)
     for i, r in enumerate(results):
         check_finite_forecast(r, (loc or ["body"]) + ["inputs", i])
-    for s, r in zip(request.series, results):
+    seeds = sample_seeds(params.seed, len(results)) if params.num_samples else None
+    for k, (s, r) in enumerate(zip(request.series, results)):
         index = {q: i for i, q in enumerate(r.levels)}
         out: dict[str, Any] = {
             "mean": r.median.round(6).tolist(),
             "quantile_predictions": [{"level": q, "values": r.quantiles[index[q]].round(6).tolist()} for q in wanted],
         }
         if params.num_samples:
-            out["samples"] = _samples(r, params.num_samples, rng)
+            # Paths from the whole predictive distribution, coherent over time (tsfm_core.simulate).
+            out["samples"] = sample_forecast(r, params.num_samples, seeds[k]).round(6).tolist()
+        if r.model is not None:  # who answered this series, where that is not simply `served_model`
+            out["served_model"] = r.model
         stamps = s.future_timestamps(h)
         if stamps is not None:
             out["timestamps"] = [_iso(t) for t in stamps]

@@ -31,12 +31,25 @@ class QuantilePrediction(Out):
     values: list[list[float]] = Field(description="[prediction_length][channels]")
 
 
+class ChannelEnsemble(Out):
+    """One channel of one series under ensemble routing: each candidate's backtest score (null: it
+    could not be scored) and the weights of the models its forecast averages (they sum to 1)."""
+
+    scores: dict[str, float | None]
+    weights: dict[str, float]
+
+
 class ForecastOutput(Out):
     mean: list[list[float]] = Field(description="[prediction_length][channels]")
     quantile_predictions: list[QuantilePrediction]
-    samples: list[list[list[float]]] | None = Field(None, description="[num_samples][prediction_length][channels]")
+    samples: list[list[list[float]]] | None = Field(
+        None, description="[num_samples][prediction_length][channels]: paths from the whole predictive "
+                          "distribution, coherent over time; reproducible with parameters.seed")
     timestamps: list[str] | None = None
     truncated_from: int | None = None
+    served_model: str | None = Field(None, description="who answered this series where that is not simply the "
+                                                       "response's served_model (statistical fallbacks, ensembles)")
+    ensemble: list[ChannelEnsemble] | None = Field(None, description="per channel, under ensemble routing")
     metadata: Any = None
 
 
@@ -63,6 +76,62 @@ class ForecastResponse(Out):
     max_context_length: int | None = None
     latency_ms: float
     metadata: Any = None
+    ensemble: "EnsembleSummary | None" = None
+
+
+class ModelUsed(Out):
+    model: str
+    series: int = Field(description="series channels whose forecast uses this model")
+    mean_weight: float
+    mean_score: float | None
+
+
+class EnsembleSummary(Out):
+    candidates: list[str]
+    scoring_metric: str
+    top_n: int
+    weighting: str
+    n_windows: int
+    models_used: list[ModelUsed]
+    calibration: dict[str, float] = Field(description="quantile level -> the conformal scale applied to its band")
+
+
+class EnsembleForecastResponse(ForecastResponse):
+    ensemble: EnsembleSummary
+
+
+class ModelCard(Out):
+    """A catalog model as it really is (models.catalog.card)."""
+
+    id: str
+    object: Literal["model"]
+    owned_by: str
+    kind: Literal["base"]
+    model_type: Literal["transformer", "statistical", "ensemble", "third_party"]
+    family: str
+    description: str
+    aliases: list[str]
+    parameters: int | None = Field(description="null: fitted per series at request time")
+    context_length: int | None = Field(description="null: the whole history")
+    max_context_length: int | None
+    max_horizon: int
+    native_horizon: int | None = Field(description="steps one model pass predicts; longer horizons roll out")
+    quantiles: bool
+    quantile_levels: list[float] | None = Field(description="the model's own quantile heads; null: any level")
+    past_covariates: bool
+    future_covariates: bool
+    static_covariates: bool
+    multivariate: bool = Field(description="channels modelled jointly (false: each channel on its own)")
+    temperature: bool
+    top_p: bool
+    samples: bool
+    served_by: str | None = Field(description="the model that answers this name on this server; null: rejected")
+    available: bool
+
+
+class CatalogList(Out):
+    object: Literal["list"]
+    data: list[ModelCard]
 
 
 class BatchItemError(Out):
@@ -98,3 +167,4 @@ class Stats(Out):
     bulk: dict | None = None
     replicas: dict[str, int] = {}
     metrics_endpoints: list[str] = []
+ForecastResponse.model_rebuild()

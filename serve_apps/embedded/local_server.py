@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:
-    def __init__(self, home: Path, env: dict | None = None):
+    def __init__(self, home: Path, env: dict | None = None, num_cpus: int = 2):
+        self.num_cpus = num_cpus
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -28,7 +29,7 @@ class ServerProcess:
     def start(self, timeout: float = 240) -> "ServerProcess":
         self.home.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serve_apps", "--port", str(self.port), "--num-cpus", "2"],
+            [sys.executable, "-m", "serve_apps", "--port", str(self.port), "--num-cpus", str(self.num_cpus)],
             cwd=REPO, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_until_serving(self.url + "/health", self.proc, self.log, timeout, "the server")

@@ -34,6 +34,7 @@ import shlex
 import socket
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from ray.job_submission import JobStatus as RayJobStatus
@@ -88,7 +89,11 @@ def entrypoint(settings: Settings, job: JobRecord, base_model_dir: Path, output_
     """Writes the job's FinetuneRun beside its data and returns the command that runs it."""
     directory = job_dir(settings, job.id)
     validation = directory / VALIDATION_DATA
-    run = FinetuneRun(spec=job.spec, data=str(directory / TRAINING_DATA), output=str(output_dir),
+    # The request's tracking targets get the operator's settings here, never from the request.
+    tracking = job.spec.tracking.for_run(online=settings.tracking_online, directory=str(directory),
+                                         mlflow_tracking_uri=settings.mlflow_tracking_uri,
+                                         mlflow_all_jobs=settings.mlflow_all_jobs)
+    run = FinetuneRun(spec=replace(job.spec, tracking=tracking), data=str(directory / TRAINING_DATA), output=str(output_dir),
                       base_model_dir=str(base_model_dir), model_id=job.model_id,
                       validation_data=str(validation) if validation.exists() else None, num_workers=settings.train_workers,
                       use_gpu=settings.use_gpu, storage_path=str(Path(settings.home) / "ray_train"), name=job.id,

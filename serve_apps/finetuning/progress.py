@@ -54,6 +54,8 @@ def fold(progress: Progress, complete: bytes, total_steps: int) -> tuple[Progres
             data = {"step": step, "train_loss": loss, "total_steps": total_steps, **_validation_scores(record)}
             events.append(NewEvent("info", "metrics", f"Step {step}/{total_steps}: training loss={loss:.4f}", data))
             rate_step, rate_time, estimate = step_rate(rate_step, rate_time, estimate, record, total_steps)
+            if record.get("tracking_warning"):  # a tracker failed; training went on (train_jobs.tracking)
+                events.append(NewEvent("warn", "message", f"Experiment tracking: {record['tracking_warning']}"))
         if record.get("checkpoint") and step > checkpointed:
             checkpointed = step
             events.append(NewEvent("info", "checkpoint", f"Checkpoint saved at step {step}",

@@ -36,7 +36,7 @@ def _descending(order_by: str | None) -> bool:
 async def cohere_create(body: cohere.FinetunedModelBody, who: Caller = Depends(caller),
                         svc: Services = Depends(services)) -> dict:
     base_name = body.settings.base_model.name or DEFAULT_BASE
-    base = svc.resolver.resolve(base_name, who.organization, ["body", "settings", "base_model", "name"])
+    base = svc.resolver.resolve_trainable(base_name, who.organization, ["body", "settings", "base_model", "name"])
     file = own_file(svc, body.settings.dataset_id, who, ["body", "settings", "dataset_id"])
     windows = max(file.n_series, file.n_points // svc.base.output_patch_len)
     spec = cohere.training_spec(body, base.id, windows, svc.settings.max_job_steps)

@@ -20,8 +20,8 @@ from serve_apps.http.dependencies import caller, services
 from serve_apps.http.fast_json import FastJSONResponse
 from serve_apps.http.openapi import parsed_body
 from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
-from serve_apps.models.catalog import CATALOG
-from serve_apps.models.registry import ModelNotFound, new_model_id
+from serve_apps.models.catalog import CATALOG, SERVED_MODEL_HEADER
+from serve_apps.models.registry import ModelNotFound, new_model_id, public_id
 from serve_apps.nixtla import tasks
 from serve_apps.nixtla.async_store import (
     AsyncJobFinished,
@@ -69,13 +69,21 @@ async def nixtla_models(_: Caller = Depends(caller)) -> dict:
 @router.post("/v2/forecast", response_model=schema.ForecastResponse, responses=TASK, **RESPONSE)
 async def nixtla_forecast(body: nixtla.NixtlaForecastBody, who: Caller = Depends(caller),
                           svc: Services = Depends(services)) -> Any:
-    return FastJSONResponse(await svc.nixtla.prepare("forecast", body, who)())
+    run = svc.nixtla.prepare("forecast", body, who)
+    return FastJSONResponse(await run(), headers=_served(svc, body, who))
+
+
+def _served(svc: Services, body: Any, who: Caller) -> dict[str, str]:
+    """The TimeGPT body has no room for it: the model that answered goes in a header (resolved again:
+    a dict lookup for catalog names, the resolver's ready cache for finetuned ones)."""
+    return {SERVED_MODEL_HEADER: public_id(svc.nixtla.model_for(body, who))}
 
 
 @router.post("/v2/cross_validation", response_model=schema.CrossValidationResponse, responses=TASK, **RESPONSE)
 async def nixtla_cross_validation(body: nixtla_backtest.CrossValidationBody, who: Caller = Depends(caller),
                                   svc: Services = Depends(services)) -> Any:
-    return FastJSONResponse(await svc.nixtla.prepare("cross_validation", body, who)())
+    run = svc.nixtla.prepare("cross_validation", body, who)
+    return FastJSONResponse(await run(), headers=_served(svc, body, who))
 
 
 @router.post("/v2/anomaly_detection",

@@ -7,12 +7,13 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from serve_apps.errors import render, shape_of
 from serve_apps.replica.engine import Overloaded
 from serve_apps.replica.metrics import ServingMetrics
 
 # Longest prefix first: which public API a path belongs to.
 DIALECTS = (("/v1/finetuning", "cohere"), ("/v1/fine_tuning", "openai"), ("/v1/files", "openai"),
-            ("/v1/models", "openai"), ("/v1/forecast", "tsfm"), ("/v2", "nixtla"), ("/model_params", "nixtla"),
+            ("/v1/models", "openai"), ("/v1/forecast", "tsfm"), ("/api/models", "tsfm"), ("/v2", "nixtla"), ("/model_params", "nixtla"),
             ("/validate_api_key", "nixtla"))
 
 
@@ -47,6 +48,7 @@ class MetricsMiddleware:
 
 def install_overload_handler(app: FastAPI) -> None:
     @app.exception_handler(Overloaded)
-    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
-        return JSONResponse(status_code=503, headers={"Retry-After": str(exc.retry_after_s)},
-                            content={"detail": [{"loc": [], "msg": str(exc), "type": "overloaded"}]})
+    async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        # In the error shape of the route's dialect, like every other error it answers.
+        return render(shape_of(request.scope), 503, [{"loc": [], "msg": str(exc), "type": "overloaded"}],
+                      headers={"Retry-After": str(exc.retry_after_s)})

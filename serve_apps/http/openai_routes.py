@@ -6,6 +6,7 @@ carry the message and the parameter."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
@@ -16,7 +17,7 @@ from serve_apps.dialects import openai_schema as schema
 from serve_apps.dialects.schema import RESPONSE
 from serve_apps.errors import OpenAIRoute, error_responses, invalid, not_found
 from serve_apps.http.dependencies import caller, services
-from serve_apps.models.catalog import CATALOG, BaseModelEntry
+from serve_apps.models.catalog import CATALOG, BaseModelEntry, card
 from serve_apps.models.registry import ModelNotFound, ModelRecord
 from serve_apps.services import Services
 from serve_apps.storage.files import FileNotFound, FileRecord, InvalidFile
@@ -88,11 +89,12 @@ async def delete_file(file_id: str, who: Caller = Depends(caller), svc: Services
 @router.post("/v1/fine_tuning/jobs", response_model=schema.FineTuningJob,
              responses={**BODY, **NOT_FOUND, **error_responses("openai", 409)}, **RESPONSE)
 async def create_job(body: openai.JobCreate, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
-    base = svc.resolver.resolve(body.model, who.organization, ["body", "model"])
+    base = svc.resolver.resolve_trainable(body.model, who.organization, ["body", "model"])
     file = series_file(svc, body.training_file, who, ["body", "training_file"])
     validation = series_file(svc, body.validation_file, who, ["body", "validation_file"]) if body.validation_file else None
     spec = openai.training_spec(body.resolved_hyperparameters(), file, base.id, body.seed or 0,
                                 svc.base.output_patch_len, svc.settings.max_job_steps, body.hyperparameters_loc())
+    spec = replace(spec, tracking=openai.tracking_config(body.integrations))
     # The suffix is part of the model's name (registry: ModelRecord.fine_tuned_model).
     job = await svc.finetuning.create(who, "openai", body.model, spec, file, validation,
                                       body.model_dump(mode="json"), {"suffix": body.suffix})
@@ -135,8 +137,10 @@ async def job_checkpoints(job_id: str, after: str | None = None, limit: int = Qu
 
 # ---- models (base models, their aliases, the caller's finetuned models) ------------------------------
 def _base_view(svc: Services, e: BaseModelEntry) -> dict:
-    return {"id": e.id, "object": "model", "owned_by": "tsfm-cluster", "aliases": list(e.aliases), "kind": "base",
-            "max_context_length": svc.base.max_context}
+    """The catalog's honest card (models.catalog.card): family, parameters, context, horizon, quantiles,
+    covariates, multivariate, temperature/top_p, and what answers the name on this server."""
+    served = svc.resolver.served_by(e)
+    return card(e, served, served is not None, svc.settings.max_prediction_length)
 
 
 def _finetuned_view(r: ModelRecord) -> dict:
@@ -154,7 +158,7 @@ async def list_models(who: Caller = Depends(caller), svc: Services = Depends(ser
     return {"object": "list", "data": data}
 
 
-@router.get("/v1/models/{model_id}", response_model=schema.Model, responses=NOT_FOUND, **RESPONSE)
+@router.get("/v1/models/{model_id:path}", response_model=schema.Model, responses=NOT_FOUND, **RESPONSE)
 async def retrieve_model(model_id: str, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     """A base model by id or alias (answered under its own id), or one of the caller's finetuned models."""
     entry = CATALOG.lookup(model_id)

@@ -1,4 +1,5 @@
-"""TSFM.ai-style forecasting (`/v1/forecast`, single and batch), health and stats (errors in the detail shape)."""
+"""TSFM.ai-style forecasting (`/v1/forecast`, single and batch; `/v1/forecast/ensemble`), the model
+catalog (`/api/models`), health and stats (errors in the detail shape)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from serve_apps.auth import Caller
-from serve_apps.dialects import tsfm
+from serve_apps.dialects import tsfm, tsfm_ensemble
 from serve_apps.dialects import tsfm_schema as schema
 from serve_apps.dialects.schema import RESPONSE
 from serve_apps.errors import ApiError, error_responses, invalid, invalid_body, validation_detail
 from serve_apps.http.dependencies import caller, services
 from serve_apps.http.fast_json import FastJSONResponse
 from serve_apps.http.openapi import parsed_body
+from serve_apps.models.catalog import CATALOG, ENSEMBLE, card
 from serve_apps.replica.calls import ForecastCall
 from serve_apps.replica.metrics import metrics_endpoints, replica_counts
 from serve_apps.services import Services
@@ -87,8 +89,8 @@ async def forecast(request: Request, who: Caller = Depends(caller), svc: Service
         return invalid_body(exc)
 
 
-def _prepare(svc: Services, payload: Any, loc: list) -> tuple[tsfm.ForecastBody, Any]:
-    body = tsfm.parse_forecast(payload)
+def _prepare(svc: Services, payload: Any, loc: list, parse=tsfm.parse_forecast) -> tuple[tsfm.ForecastBody, Any]:
+    body = parse(payload)
     params = body.parameters
     per_step = len(params.quantile_levels) + 1 + (params.num_samples or 0)
     svc.settings.work_limits.check(
@@ -102,10 +104,65 @@ def _prepare(svc: Services, payload: Any, loc: list) -> tuple[tsfm.ForecastBody,
 async def _forecast_one(svc: Services, payload: Any, loc: list, who: Caller, big: bool) -> dict:
     started = time.time()
     body, request = await _maybe_off_loop(big, _prepare, svc, payload, loc)
-    model_id = svc.resolver.resolve(body.model, who.organization, loc + ["model"]).id
-    results = await svc.models.forecast(model_id, ForecastCall(request=request))
-    return await _maybe_off_loop(big, tsfm.build_response, body, request, results, model_id, started,
+    resolved = svc.resolver.resolve(body.model, who.organization, loc + ["model"])
+    if resolved.kind == ENSEMBLE:  # model "auto"
+        return await _ensemble(svc, body, request, loc, who, big, started)
+    results = await svc.models.forecast(resolved.id, ForecastCall(request=request))
+    return await _maybe_off_loop(big, tsfm.build_response, body, request, results, resolved.id, started,
                                  svc.base.max_context, loc)
+
+
+async def _ensemble(svc: Services, body: tsfm.ForecastBody, request: Any, loc: list, who: Caller, big: bool,
+                    started: float) -> dict:
+    """`auto` (and /v1/forecast/ensemble): candidates resolved and lengths checked here (422s naming
+    the field), the backtests and fits in the engine, what was chosen added to the response."""
+    def resolve(name: str, here: list):
+        return svc.resolver.resolve(name, who.organization, here)
+
+    call, shown = await _maybe_off_loop(big, tsfm_ensemble.to_call, body, request, resolve, loc)
+    out = await svc.models.ensemble(call)
+    response = await _maybe_off_loop(big, tsfm.build_response, body, request, out.results, "auto", started,
+                                     svc.base.max_context, loc)
+    return tsfm_ensemble.annotate(response, out, call, shown)
+
+
+@router.post("/v1/forecast/ensemble", response_model=schema.EnsembleForecastResponse,
+             responses=error_responses("detail", 400, 401, 404, 409, 413, 415, 422, 429, 503),
+             openapi_extra=parsed_body(tsfm_ensemble.EnsembleBody, "A forecast request with ensemble routing"),
+             **RESPONSE)
+async def forecast_ensemble(request: Request, who: Caller = Depends(caller), svc: Services = Depends(services)) -> Any:
+    """Backtests the candidate models on the last window(s) of each series, keeps or weights the best
+    per series by `scoring_metric`, and answers the combined forecast with each model's scores."""
+    raw = await request.body()
+    big = len(raw) > OFF_LOOP_BYTES
+    try:
+        payload = await _maybe_off_loop(big, _decode, raw)
+    except json.JSONDecodeError as exc:
+        raise invalid(["body", exc.pos], f"JSON decode error: {exc.msg}", "json_invalid") from None
+    if not isinstance(payload, dict):
+        raise invalid(["body"], "the body must be a JSON object", "dict_type")
+    started = time.time()
+    try:
+        body, forecast_request = await _maybe_off_loop(big, _prepare, svc, payload, ["body"],
+                                                       tsfm_ensemble.parse_ensemble)
+    except ValidationError as exc:
+        return invalid_body(exc)
+    resolved = svc.resolver.resolve(body.model, who.organization, ["body", "model"])
+    if resolved.kind != ENSEMBLE:
+        raise invalid(["body", "model"], f"this route answers model 'auto' (or no model); send {body.model!r} "
+                                         "to /v1/forecast, or list it in `models` as a candidate")
+    return FastJSONResponse(await _ensemble(svc, body, forecast_request, ["body"], who, big, started))
+
+
+@router.get("/api/models", response_model=schema.CatalogList, responses=error_responses("detail", 401, 429),
+            **RESPONSE)
+async def catalog(_: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
+    """Every catalog model with what it really is and what answers its name here (models.catalog.card)."""
+    cards = []
+    for entry in CATALOG.entries.values():
+        served = svc.resolver.served_by(entry)
+        cards.append(card(entry, served, served is not None, svc.settings.max_prediction_length))
+    return {"object": "list", "data": cards}
 
 
 async def _batch_item(svc: Services, item: Any, index: int, who: Caller, big: bool) -> dict:

@@ -1,17 +1,34 @@
 """The one place that maps a client-facing model name to what serves it and where its weights are.
 
-A name is a catalog id or alias (`tsfm-base`, `timegpt-1`, ...) or a finetuned model's registry id.
-Every route, the fine-tuning service, the Nixtla tasks and the ModelServer ask here.
+A name is a catalog id or alias (`tsfm-base`, `timegpt-1`, `statsforecast/auto_ets`, `auto`,
+`amazon/chronos-bolt-small`, ...) or a finetuned model's registry id. Every route, the fine-tuning
+service, the Nixtla tasks and the ModelServer ask here.
+
+Catalog names resolve the same way for the server's life, so their answers are computed once
+(`_fixed`): the forecast hot path is one dict lookup for them. A third-party name is served by its
+own weights when they are in the third-party directory at start-up (and tsfm_core.third_party is
+installed), else by tsfm-base or rejected (`third_party_aliases`); `served_model` says which.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from serve_apps.errors import ApiError, invalid, not_found
-from serve_apps.models.catalog import CATALOG, Catalog
+from serve_apps.models.catalog import (
+    CATALOG,
+    ENSEMBLE,
+    STATISTICAL,
+    THIRD_PARTY,
+    TRANSFORMER,
+    Catalog,
+    ModelEntry,
+    third_party_weights,
+)
 from serve_apps.models.registry import (
     ModelNotFound,
     ModelRecord,
@@ -19,13 +36,26 @@ from serve_apps.models.registry import (
     Registry,
     scoped_id,
 )
+from tsfm_core.checkpoint import BASE_MODEL_ID
+
+log = logging.getLogger("ray.serve")
+# ResolvedModel.kind of each catalog kind ("base" is what callers have always seen for the transformer).
+_KINDS = {TRANSFORMER: "base", STATISTICAL: STATISTICAL, ENSEMBLE: ENSEMBLE, THIRD_PARTY: THIRD_PARTY}
+
+
+def third_party_loader_installed() -> bool:
+    """Whether tsfm_core.third_party (the Chronos / TimesFM loaders) is importable here."""
+    try:
+        return importlib.util.find_spec("tsfm_core.third_party") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
     id: str  # what the ModelServer multiplexes on: a catalog id or a registry id
-    kind: str  # "base" | "finetuned"
-    directory: Path  # the model directory (config.json + weights)
+    kind: str  # "base" (the transformer) | "finetuned" | "statistical" | "ensemble" | "third_party"
+    directory: Path | None  # the model directory (config.json + weights); None for statistical / ensemble
 
 
 class ModelResolver:
@@ -33,15 +63,42 @@ class ModelResolver:
     # forecast path runs no database query per request, and a delete elsewhere is seen within this.
     READY_TTL_S = 2.0
 
-    def __init__(self, registry: Registry, catalog: Catalog = CATALOG):
+    def __init__(self, registry: Registry, catalog: Catalog = CATALOG, third_party_aliases: str = "base",
+                 third_party_dir: str | Path | None = None):
         self.registry, self.catalog = registry, catalog
+        self.third_party_aliases = third_party_aliases
         self._ready: dict[tuple[str, str], tuple[float, ResolvedModel]] = {}
+        loader = third_party_loader_installed()
+        # Catalog id -> what answers it (None: rejected), by every name (lower case) of the entry.
+        fixed = {e.id: self._answer(e, third_party_dir, loader) for e in catalog.entries.values()}
+        self._fixed = {name: fixed[e.id] for name, e in catalog.by_name.items()}
+
+    def _answer(self, entry: ModelEntry, third_party_dir, loader: bool) -> ResolvedModel | None:
+        if entry.kind != THIRD_PARTY:
+            return ResolvedModel(entry.id, _KINDS[entry.kind], entry.path)
+        weights = third_party_weights(entry, third_party_dir)
+        if weights is not None and loader:
+            return ResolvedModel(entry.id, THIRD_PARTY, weights)
+        if weights is not None:
+            log.warning("weights for %s are in %s but tsfm_core.third_party is not installed", entry.id, weights)
+        if self.third_party_aliases == "base":
+            base = self.catalog.entries[BASE_MODEL_ID]
+            return ResolvedModel(base.id, "base", base.path)
+        return None
+
+    def served_by(self, entry: ModelEntry) -> str | None:
+        """The id of the model that answers a catalog entry on this server (None: its name is rejected)."""
+        answer = self._fixed[entry.id.lower()]
+        return None if answer is None else answer.id
 
     def resolve(self, name: str, organization: str, loc: list) -> ResolvedModel:
-        """A name the caller may forecast or train with: a base model, or one of its ready models."""
-        entry = self.catalog.lookup(name)
-        if entry is not None:
-            return ResolvedModel(entry.id, "base", entry.path)
+        """A name the caller may forecast with: a catalog model, or one of its ready models."""
+        fixed = self._fixed.get(name.lower(), False)
+        if fixed is None:
+            raise not_found(loc, f"model {name!r} (its weights are not installed on this server and "
+                                 "TSFM_THIRD_PARTY_ALIASES=reject)")
+        if fixed is not False:
+            return fixed
         cached = self._ready.get((organization, name))
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -80,9 +137,18 @@ class ModelResolver:
             raise invalid(loc, f"a model with id {model_id!r} already exists")
         return scoped_id(model_id, organization)
 
+    def resolve_trainable(self, name: str, organization: str, loc: list) -> ResolvedModel:
+        """`resolve`, for a model to finetune: statistical models and `auto` have no weights to tune (422)."""
+        resolved = self.resolve(name, organization, loc)
+        if resolved.directory is None:
+            raise invalid(loc, f"model {name!r} is a {resolved.kind} model and cannot be finetuned")
+        return resolved
+
     def model_dir(self, model_id: str) -> Path:
         """Where a resolved id's weights live (no ownership check: ids reach here resolved)."""
-        entry = self.catalog.lookup(model_id)
-        if entry is not None:
-            return entry.path
+        fixed = self._fixed.get(model_id.lower(), False)
+        if fixed is not False:
+            if fixed is None or fixed.directory is None:
+                raise ValueError(f"model {model_id!r} has no checkpoint directory on this server")
+            return fixed.directory
         return Path(self.registry.get(model_id).artifact_path)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from ray.serve.handle import DeploymentHandle
 
-from serve_apps.replica.calls import FinetuneCall, ForecastCall, training_errors
+from serve_apps.replica.calls import EnsembleCall, FinetuneCall, ForecastCall, training_errors
 from serve_apps.replica.engine import ModelEngine
 from serve_apps.replica.metrics import ServingMetrics
+from tsfm_core.ensemble import EnsembleForecast
 from tsfm_core.predict import ForecastResult
 
 
@@ -36,6 +37,15 @@ class ModelClient:
             if bulk:
                 return await self.remote.options(multiplexed_model_id=model_id).forecast.remote(call)
             return await self.local.forecast(model_id, call)
+
+    async def ensemble(self, call: EnsembleCall) -> EnsembleForecast:
+        """A backtest-driven ensemble; a bulk one (by input points) runs in the ModelServer."""
+        bulk = self.remote is not None and (self.local is None or call.points > self.bulk_points)
+        self.metrics.forecast_call("auto", "bulk" if bulk else "local", len(call.request.series), call.points)
+        with training_errors():  # a series too short to backtest is the request's doing: 422
+            if bulk:
+                return await self.remote.ensemble.remote(call)
+            return await self.local.ensemble(call)
 
     async def finetune(self, base_id: str, call: FinetuneCall) -> int:
         """Trains `call` on a copy of `base_id`; returns the points it trained on."""

@@ -6,6 +6,11 @@ batches fill exactly when load is high. The wait is bounded: past `max_pending` 
 the engine sheds new ones (`Overloaded`, answered 503 with Retry-After) instead of queueing them
 into a client timeout.
 
+Statistical models and the `auto` ensemble (catalog ids in `CATALOG.cpu_ids`) skip the batcher:
+they are fitted per series at request time, in worker threads, at most `stats_concurrency` calls at
+once (replica.cpu_models), so their CPU time never delays a transformer pass. Third-party catalog
+entries with local weights load through tsfm_core.third_party and batch like the transformer.
+
 The same engine serves inside the ingress replicas (small requests, no extra hop), inside the
 ModelServer deployment (the bulk lane and fine-tunes) and in a bare FastAPI process (benchmarks).
 """
@@ -22,9 +27,12 @@ from pathlib import Path
 
 import torch
 
-from serve_apps.replica.calls import FinetuneCall, ForecastCall
+from serve_apps.models.catalog import CATALOG, ENSEMBLE, THIRD_PARTY
+from serve_apps.replica.calls import EnsembleCall, FinetuneCall, ForecastCall, RequestRejected
+from serve_apps.replica.cpu_models import build_cpu_model, run_ensemble
 from serve_apps.replica.metrics import ServingMetrics
-from tsfm_core.checkpoint import load_model, save_finetuned
+from tsfm_core.checkpoint import BASE_MODEL_ID, load_model, save_finetuned
+from tsfm_core.ensemble import EnsembleForecast
 from tsfm_core.finetune import finetuned_copy
 from tsfm_core.predict import Forecaster, ForecastResult
 
@@ -48,8 +56,14 @@ class _Pending:
 
 class ModelEngine:
     def __init__(self, model_dir: Callable[[str], Path], device: str = "cpu", max_models: int = 8,
-                 max_batch_series: int = 4096, max_pending: int = 512, metrics: ServingMetrics | None = None):
+                 max_batch_series: int = 4096, max_pending: int = 512, metrics: ServingMetrics | None = None,
+                 stats_n_jobs: int = 0, stats_concurrency: int = 2):
         self.model_dir, self.device = model_dir, device
+        self.cpu_ids = CATALOG.cpu_ids
+        self.stats_n_jobs = stats_n_jobs or None  # None: every CPU
+        self.stats_concurrency = stats_concurrency
+        self._cpu_models: dict[str, object] = {}
+        self._cpu_slots: asyncio.Semaphore | None = None  # made in the running loop on first use
         self.max_models, self.max_batch_series, self.max_pending = max_models, max_batch_series, max_pending
         self.metrics = metrics or ServingMetrics.disabled()
         self._models: OrderedDict[str, Forecaster] = OrderedDict()
@@ -66,6 +80,8 @@ class ModelEngine:
         if model_id in self._models:
             self._models.move_to_end(model_id)
             return self._models[model_id]
+        if model_id in self.cpu_ids:  # built, not loaded, and outside the LRU of weights
+            return await self._cpu_model(model_id)
         if model_id not in self._loading:
             self._loading[model_id] = asyncio.ensure_future(self._load(model_id))
         try:
@@ -75,8 +91,16 @@ class ModelEngine:
 
     async def _load(self, model_id: str) -> Forecaster:
         directory = self.model_dir(model_id)
-        model = await asyncio.to_thread(load_model, directory, self.model_dir, self.device)
-        forecaster = Forecaster(model, device=self.device)
+        entry = CATALOG.entries.get(model_id)
+        if entry is not None and entry.kind == THIRD_PARTY:
+            # The hook for public checkpoints: tsfm_core.third_party.load_forecaster(family, directory,
+            # device) returns an object with `forecast_many` and `max_context`, as Forecaster has.
+            from tsfm_core.third_party import load_forecaster
+
+            forecaster = await asyncio.to_thread(load_forecaster, entry.family, directory, self.device)
+        else:
+            model = await asyncio.to_thread(load_model, directory, self.model_dir, self.device)
+            forecaster = Forecaster(model, device=self.device)
         self._models[model_id] = forecaster
         self.metrics.model_loaded()
         log.info("loaded model %s from %s", model_id, directory)
@@ -86,8 +110,38 @@ class ModelEngine:
             log.info("evicted model %s", evicted)
         return forecaster
 
+    async def _cpu_model(self, model_id: str):
+        if model_id not in self._cpu_models:
+            entry = CATALOG.entries[model_id]
+            base = await self.model(BASE_MODEL_ID) if entry.kind == ENSEMBLE else None
+            self._cpu_models[model_id] = build_cpu_model(entry, base, self.stats_n_jobs)
+        return self._cpu_models[model_id]
+
+    def _cpu_slot(self) -> asyncio.Semaphore:
+        if self._cpu_slots is None:
+            self._cpu_slots = asyncio.Semaphore(self.stats_concurrency)
+        return self._cpu_slots
+
+    async def _forecast_cpu(self, model_id: str, call: ForecastCall) -> list[ForecastResult]:
+        """A statistical or `auto` forecast: one thread call per request (batched over its series)."""
+        if call.finetune is not None:
+            raise RequestRejected(f"model {model_id!r} is fitted per series at request time; it takes no finetune_steps",
+                                  ["body", "finetune_steps"])
+        forecaster = await self.model(model_id)
+        async with self._cpu_slot():
+            results = await asyncio.to_thread(forecaster.forecast_many, [call.request])
+        return results[0]
+
+    async def ensemble(self, call: EnsembleCall) -> EnsembleForecast:
+        """A backtest-driven ensemble over the call's transformers and statistical models."""
+        transformers = {model_id: await self.model(model_id) for model_id in call.transformers}
+        async with self._cpu_slot():
+            return await asyncio.to_thread(run_ensemble, call.request, transformers, call.config, self.stats_n_jobs)
+
     # ---- forecasting -------------------------------------------------------------------------------
     async def forecast(self, model_id: str, call: ForecastCall) -> list[ForecastResult]:
+        if model_id in self.cpu_ids:
+            return await self._forecast_cpu(model_id, call)
         if call.finetune is not None:  # Nixtla's finetune_steps: tune a private copy, then forecast
             forecaster = await self.model(model_id)
             channels = call.finetune_series or [s.values[:, c] for s in call.request.series for c in range(s.n_channels)]
@@ -150,6 +204,9 @@ class ModelEngine:
     # ---- fine-tuning ---------------------------------------------------------------------------------
     async def finetune(self, base_id: str, call: FinetuneCall) -> int:
         """Trains a finetuned copy of `base_id` and writes its checkpoint; returns the points it trained on."""
+        if base_id in self.cpu_ids:
+            raise RequestRejected(f"model {base_id!r} is fitted per series at request time and cannot be finetuned",
+                                  ["body", "model"])
         forecaster = await self.model(base_id)
         tuned, points = await asyncio.to_thread(finetuned_copy, forecaster.model, call.series, call.config)
         await asyncio.to_thread(save_finetuned, tuned, call.output_dir, base_id, self.model_dir(base_id), call.config,

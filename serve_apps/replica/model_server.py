@@ -12,20 +12,25 @@ from ray import serve
 
 from serve_apps.models.registry import Registry
 from serve_apps.models.resolver import ModelResolver
-from serve_apps.replica.calls import FinetuneCall, ForecastCall
+from serve_apps.replica.calls import EnsembleCall, FinetuneCall, ForecastCall
 from serve_apps.replica.engine import ModelEngine, torch_device
 from serve_apps.replica.metrics import ServingMetrics
 from serve_apps.settings import Settings
+from tsfm_core.ensemble import EnsembleForecast
 from tsfm_core.predict import Forecaster, ForecastResult
 
 
 class ModelServer:
     def __init__(self, settings: dict):
         self.settings = Settings.from_dict(settings)
-        resolver = ModelResolver(Registry(self.settings.database_url, self.settings.artifact_dir))
+        resolver = ModelResolver(Registry(self.settings.database_url, self.settings.artifact_dir),
+                                 third_party_aliases=self.settings.third_party_aliases,
+                                 third_party_dir=self.settings.third_party_dir)
         self.engine = ModelEngine(resolver.model_dir, torch_device(self.settings.use_gpu),
                                   max_batch_series=self.settings.max_batch_series,
-                                  max_pending=self.settings.bulk_max_pending, metrics=ServingMetrics())
+                                  max_pending=self.settings.bulk_max_pending, metrics=ServingMetrics(),
+                                  stats_n_jobs=self.settings.stats_n_jobs,
+                                  stats_concurrency=self.settings.stats_concurrency)
 
     @serve.multiplexed(max_num_models_per_replica=8)
     async def get_model(self, model_id: str) -> Forecaster:
@@ -35,6 +40,9 @@ class ModelServer:
         model_id = serve.get_multiplexed_model_id()
         await self.get_model(model_id)  # registers the id for Serve's model-aware routing
         return await self.engine.forecast(model_id, call)
+
+    async def ensemble(self, call: EnsembleCall) -> EnsembleForecast:
+        return await self.engine.ensemble(call)
 
     async def finetune(self, call: FinetuneCall) -> int:
         base_id = serve.get_multiplexed_model_id()

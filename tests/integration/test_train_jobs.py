@@ -44,7 +44,8 @@ def test_finetune_on_two_workers_resumes_after_a_killed_worker(tmp_path, data):
     run_module("train_jobs.finetune", "--data", str(data), "--output", str(out), "--steps", "16", "--depth", "2",
                "--loss", "mae", "--num-workers", "2", "--checkpoint-every", "5", "--inject-failure-at-step", "8",
                "--max-failures", "2", "--storage-path", str(tmp_path / "runs"), "--name", "ddp-run",
-               "--report-interval-s", "0", env={POLL_INTERVAL_ENV: "0.1"})
+               "--report-interval-s", "0", "--wandb-project", "ddp", "--tracking-dir", str(tmp_path / "wandb"),
+               "--mlflow-tracking-uri", (tmp_path / "mlruns").as_uri(), env={POLL_INTERVAL_ENV: "0.1"})
     config = read_config(out)
     assert config["kind"] == "finetuned" and config["base_model"] == "tsfm-base"
     assert config["finetune"]["depth"] == 2 and config["finetune"]["loss"] == "mae"
@@ -72,6 +73,24 @@ def test_finetune_on_two_workers_resumes_after_a_killed_worker(tmp_path, data):
     ctx = [seasonal_series(240, seed=0)]
     same = np.allclose(Forecaster(tuned).predict_quantiles(ctx, 8), Forecaster(base).predict_quantiles(ctx, 8))
     assert same == (validation["selected_step"] == 0)
+    _check_tracking(tmp_path, history, validation)
+
+
+def _check_tracking(tmp_path: Path, history: list[dict], validation: dict) -> None:
+    """The restarted rank-0 worker continued the same MLflow run (each step once; the steps before
+    the checkpoint as first trained) and wrote a second W&B offline run directory with the same id."""
+    from tests.tracking_files import history as metric_history
+    from tests.tracking_files import mlflow_run, wandb_records
+
+    client, (run,) = mlflow_run((tmp_path / "mlruns").as_uri())
+    logged = metric_history(client, run.info.run_id, "train_loss")
+    assert sorted(logged) == list(range(1, 17)) and run.info.status == "FINISHED"
+    assert all(logged[h["step"]] == pytest.approx(h["loss"]) for h in history if h["step"] <= 5 or h["step"] >= 8)
+    assert run.data.metrics["summary.final_valid_loss"] == pytest.approx(validation["finetuned"]["loss"])
+    runs = sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*-ddp-run"))
+    assert len(runs) == 2  # the first worker's, and the restarted one's
+    steps = {r.history.step.num for r in wandb_records(next(runs[-1].glob("*.wandb"))) if r.HasField("history")}
+    assert steps == set(range(6, 17))  # resumed after the step-5 checkpoint
 
 
 def test_lora_finetune_with_early_stopping_on_the_validation_file(tmp_path, data):
