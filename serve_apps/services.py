@@ -11,6 +11,7 @@ from serve_apps.models.registry import Registry
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.nixtla.async_runner import AsyncJobRunner
 from serve_apps.nixtla.async_store import AsyncJobStore
+from serve_apps.nixtla.cluster_finetune import ClusterFinetune
 from serve_apps.nixtla.tasks import NixtlaTasks
 from serve_apps.replica.client import ModelClient
 from serve_apps.replica.engine import ModelEngine, torch_device
@@ -70,12 +71,14 @@ class Services:
         models = ModelClient(local, model_server, settings.bulk_points, metrics)
         jobs = JobStore(settings.database_url)
         base = BaseShape.bundled()
-        nixtla = NixtlaTasks(settings, registry, resolver, models, base.max_context, base.output_patch_len)
+        finetuning = FinetuningService(settings, registry, jobs, resolver, job_manager)
+        nixtla = NixtlaTasks(settings, registry, resolver, models, base.max_context, base.output_patch_len,
+                             ClusterFinetune(settings, finetuning, resolver, base.output_patch_len))
         async_jobs = AsyncJobStore(settings.database_url, settings.artifact_dir)
         runner = AsyncJobRunner(async_jobs, nixtla, settings.async_jobs_per_replica)
         if start_runner:  # needs the running event loop (a Serve replica's constructor has one)
             runner.start()
         return cls(settings=settings, keys=settings.api_key_map(), base=base, registry=registry, resolver=resolver,
                    files=FileStore(settings.database_url, settings.artifact_dir), jobs=jobs, models=models,
-                   finetuning=FinetuningService(settings, registry, jobs, resolver, job_manager), nixtla=nixtla,
+                   finetuning=finetuning, nixtla=nixtla,
                    async_jobs=async_jobs, async_runner=runner, metrics=metrics)

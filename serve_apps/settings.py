@@ -71,7 +71,14 @@ class Settings:
     # its own: job drivers then run on that cluster's head node (see finetuning.manager.driver_launch).
     external_cluster: bool = field(default_factory=lambda: bool(os.environ.get("RAY_ADDRESS")))
     job_python: str = field(default_factory=lambda: os.environ.get("TSFM_JOB_PYTHON", ""))  # "" = chosen per cluster
+    # Most steps of a fine-tune inside a cross-validation or online anomaly detection call (a 422 above).
     max_sync_finetune_steps: int = field(default_factory=lambda: _env_int("TSFM_MAX_SYNC_FINETUNE_STEPS", 500))
+    # Nixtla /v2/finetune and /v2/forecast fine-tunes of more steps than this run as Ray Train jobs
+    # (the named jobs' path) instead of inside a serving replica; up to max_job_steps.
+    replica_finetune_steps: int = field(default_factory=lambda: _env_int("TSFM_REPLICA_FINETUNE_STEPS", 500))
+    # How long such a synchronous call waits for its job before a 504 that points to the async API.
+    # Below the nixtla SDK's 60 s read timeout, so its users see that answer rather than a timeout.
+    finetune_wait_s: float = field(default_factory=lambda: float(os.environ.get("TSFM_FINETUNE_WAIT_S", "50")))
     # A fine-tune worse than its base on its validation data always says so (finetuning.verdict); with
     # this on, such a model is also not promoted: its job succeeds, the model stays `rejected`, unserved.
     refuse_worse_finetunes: bool = field(

@@ -60,8 +60,10 @@ def seasonal_series(n: int, period: int = 12, noise: float = 0.5, seed: int = 0,
 API_KEY, OTHER_KEY = "test-key", "other-org-key"
 # The shared server takes far more than a client's 600 requests a minute (Schemathesis, the fuzz):
 # its rate limit is off here; tests/unit/test_http_guards.py tests the limiter itself.
+# Nixtla fine-tunes of more than 30 steps run as Ray Train jobs here, and a synchronous call waits 5 s
+# for one before its 504 (the defaults are 500 steps and 50 s): a long fine-tune's test stays short.
 SERVER_ENV = {"TSFM_MAX_BODY_BYTES": str(8 * 1024 * 1024), "TSFM_MAX_POINTS": "400000", "TSFM_MAX_REPLICAS": "1",
-              "TSFM_RATE_LIMIT_PER_MINUTE": "0",
+              "TSFM_RATE_LIMIT_PER_MINUTE": "0", "TSFM_REPLICA_FINETUNE_STEPS": "30", "TSFM_FINETUNE_WAIT_S": "5",
               "TSFM_API_KEYS": f"{API_KEY}=acme,{OTHER_KEY}=globex"}
 
 

@@ -187,7 +187,7 @@ def forecast_finetune(body: NixtlaForecastBody, max_steps: int) -> FinetuneConfi
         return None
     check_trainable(body.series)
     if body.finetune_steps > max_steps:
-        raise invalid(["body", "finetune_steps"], f"must be <= {max_steps} in a forecast call; use /v2/finetune or a fine-tuning job")
+        raise invalid(["body", "finetune_steps"], f"must be <= {max_steps} (the server's limit on one fine-tune)")
     return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)
 
 
@@ -234,7 +234,7 @@ def _feature_contributions(body: NixtlaForecastBody, results: list[ForecastResul
 def finetune_config(body: NixtlaFinetuneBody, max_steps: int) -> FinetuneConfig:
     check_trainable(body.series)
     if body.finetune_steps > max_steps:
-        raise invalid(["body", "finetune_steps"], f"must be <= {max_steps}; use a fine-tuning job for longer runs")
+        raise invalid(["body", "finetune_steps"], f"must be <= {max_steps} (the server's limit on one fine-tune)")
     return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)
 
 

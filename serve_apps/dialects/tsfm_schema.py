@@ -127,6 +127,9 @@ class ModelCard(Out):
     samples: bool
     served_by: str | None = Field(description="the model that answers this name on this server; null: rejected")
     available: bool
+    # Only on a third-party card whose checkpoint is installed (the figures above are then its own).
+    weights: Literal["installed"] | None = Field(None, description="the name's own checkpoint is installed here")
+    package: str | None = Field(None, description="the official package (and version) that loads that checkpoint")
 
 
 class CatalogList(Out):

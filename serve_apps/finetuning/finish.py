@@ -25,6 +25,10 @@ from serve_apps.models.registry import ModelStatus, Registry
 from serve_apps.storage.files import FileStore
 
 
+# A job that ended otherwise while this run was being recorded, and the status its model keeps.
+_MODEL_STATUS_OF_ENDED_JOB = {JobStatus.CANCELLED: ModelStatus.CANCELLED, JobStatus.FAILED: ModelStatus.FAILED}
+
+
 def verdict_event(verdict: Verdict, rejected: bool) -> NewEvent:
     """The event naming both scores: a warning when the model is worse than its base (and, when it
     is not promoted, why)."""
@@ -64,14 +68,20 @@ def finish_succeeded(job: JobRecord, jobs: JobStore, registry: Registry, files: 
         message = f"Fine-tuning succeeded, but model {name} is not promoted: worse than its base"
     else:
         message = f"Fine-tuning succeeded: model {name} is ready"
+    # The model's status first: whoever sees the job `succeeded` (a Nixtla call waiting on it) must
+    # find its model ready, or rejected, not still `finetuning`.
+    registry.update_params(job.model_id, {"validation": {**verdict.to_dict(), "promoted": not rejected}})
+    registry.set_status(job.model_id, ModelStatus.REJECTED if rejected else ModelStatus.READY, finetune_tokens=points)
     if not jobs.transition(job.id, JobStatus.SUCCEEDED, message, level="warn" if rejected else "info",
                            events_before=[verdict_event(verdict, rejected)], finished_at=time.time(),
                            trained_tokens=points, result_files=[results.id], validation=verdict.to_dict(),
                            estimated_finish=None):
         files.delete(results.id, job.organization)
+        # It left ACTIVE meanwhile (a cancel raced this): its model follows the job, not this run.
+        ended = _MODEL_STATUS_OF_ENDED_JOB.get(jobs.get(job.id).status)
+        if ended is not None:
+            registry.set_status(job.model_id, ended)
         return None
-    registry.update_params(job.model_id, {"validation": {**verdict.to_dict(), "promoted": not rejected}})
-    registry.set_status(job.model_id, ModelStatus.REJECTED if rejected else ModelStatus.READY, finetune_tokens=points)
     if (output / "metrics.jsonl").exists():
         shutil.copy(output / "metrics.jsonl", job_directory / "metrics.jsonl")
     return verdict, not rejected

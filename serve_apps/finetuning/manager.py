@@ -240,7 +240,8 @@ class JobManager:
                                    submission_id=submission_id, runtime_env=runtime_env,
                                    metadata={"tsfm_job": job.id, "tsfm_owner": self.owner})
         message = "Submitted to Ray" if attempt == 1 else f"Resubmitted to Ray (attempt {attempt}); resuming from the last checkpoint"
-        if self.jobs.record_submission(job.id, self.owner, submission_id, job.attempts, attempt, message):
+        if self.jobs.record_submission(job.id, self.owner, submission_id, job.attempts, attempt, message,
+                                  spec_version=job.spec_version):
             self._held[job.id] = submission_id
         else:  # the job left this manager (or was recorded by another) meanwhile: no second driver
             log.warning("job %s: submission %s was not recorded; stopping it", job.id, submission_id)
@@ -268,8 +269,9 @@ class JobManager:
         self._held[job.id] = job.submission_id
         self._read_progress(job)
         if status == RayJobStatus.RUNNING and job.status != JobStatus.RUNNING:
-            self.jobs.transition(job.id, JobStatus.RUNNING, "Fine-tuning started", started_at=_now())
-            self.registry.set_status(job.model_id, ModelStatus.FINETUNING)
+            # Only a job still active moves its model on (one cancelled meanwhile keeps its status).
+            if self.jobs.transition(job.id, JobStatus.RUNNING, "Fine-tuning started", started_at=_now()):
+                self.registry.set_status(job.model_id, ModelStatus.FINETUNING)
         elif status == RayJobStatus.SUCCEEDED:
             self._finish_succeeded(self.jobs.get(job.id))
         elif status == RayJobStatus.FAILED:

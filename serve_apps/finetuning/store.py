@@ -70,6 +70,9 @@ jobs = sa.Table(
     # Set when it succeeds: the ids of its results files (JSON list), its base-vs-finetuned verdict (JSON).
     sa.Column("result_files", sa.Text, nullable=True),
     sa.Column("validation", sa.Text, nullable=True),
+    # Bumped by each settings change made before the run was submitted (a Cohere PATCH): a
+    # submission is recorded only for the version it was made from.
+    sa.Column("spec_version", sa.Integer, nullable=False, default=0, server_default="0"),
 )
 
 # The event type of a finished job's base-vs-finetuned verdict (finetuning.verdict). Not "metrics":
@@ -126,6 +129,7 @@ class JobRecord:
     estimated_finish: float | None = None
     result_files: list[str] | None = None
     validation: dict | None = None  # finetuning.verdict.Verdict.to_dict()
+    spec_version: int = 0
 
     @property
     def progress(self) -> Progress:
@@ -178,7 +182,7 @@ class JobStore(Store[JobRecord]):
                    model_id=model_id, training_file=training_file, validation_file=validation_file,
                    status=JobStatus.QUEUED.value, config=spec.to_json(), request=json.dumps(request), error=None,
                    created_at=now(), started_at=None, finished_at=None, trained_tokens=0, submission_id=None,
-                   attempts=0, progress_offset=0)
+                   attempts=0, progress_offset=0, spec_version=0)
         with self.engine.begin() as conn:
             conn.execute(jobs.insert().values(**row))
             self._event(conn, job_id, "info", "status", "Validated training file; job queued", {"status": JobStatus.QUEUED.value})
@@ -238,17 +242,36 @@ class JobStore(Store[JobRecord]):
                                 .values(lease_expires_at=now() + lease_s)).rowcount
 
     def record_submission(self, job_id: str, owner: str, submission_id: str, previous_attempt: int, attempt: int,
-                          message: str) -> bool:
+                          message: str, spec_version: int | None = None) -> bool:
         """Records the Ray submission of `attempt` if `owner` still holds the job and no other
-        submission was recorded since `previous_attempt`; False otherwise (the caller's run is then
-        surplus and must be stopped)."""
+        submission was recorded since `previous_attempt` (and, given `spec_version`, the settings
+        were not changed since the run was made from them); False otherwise (the caller's run is
+        then surplus and must be stopped)."""
         c = jobs.c
+        same_spec = c.spec_version == spec_version if spec_version is not None else sa.true()
         with self.engine.begin() as conn:
             done = conn.execute(jobs.update().where(c.id == job_id, c.owner == owner, c.attempts == previous_attempt,
-                                                    c.status.in_(_ACTIVE_VALUES))
+                                                    c.status.in_(_ACTIVE_VALUES), same_spec)
                                 .values(submission_id=submission_id, attempts=attempt)).rowcount == 1
             if done:
                 self._event(conn, job_id, "info", "message", message, {"submission_id": submission_id})
+        return done
+
+    def respec_queued(self, job_id: str, spec_version: int, *, spec: TrainingSpec, model: str, base_model_id: str,
+                      training_file: str, request: dict, message: str) -> bool:
+        """Replaces the settings of a job that is queued and not yet submitted to Ray (still at
+        `spec_version`), with an event; False once a run was submitted (its settings are then fixed).
+        A submission being made from the old settings at this moment is not recorded (see
+        record_submission), so the job manager submits again from these."""
+        c = jobs.c
+        with self.engine.begin() as conn:
+            done = conn.execute(jobs.update().where(
+                c.id == job_id, c.status == JobStatus.QUEUED.value, c.submission_id.is_(None),
+                c.spec_version == spec_version)
+                .values(config=spec.to_json(), model=model, base_model_id=base_model_id, training_file=training_file,
+                        request=json.dumps(request), spec_version=spec_version + 1)).rowcount == 1
+            if done:
+                self._event(conn, job_id, "info", "message", message, {"spec_version": spec_version + 1})
         return done
 
     def record_progress(self, job_id: str, owner: str, read_from: Progress, read_to: Progress,

@@ -3,13 +3,16 @@ Errors are in the detail shape, which the cohere SDK's ApiError carries whole as
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 from fastapi import APIRouter, Depends, Query
 
 from serve_apps.auth import Caller
 from serve_apps.dialects import cohere
 from serve_apps.dialects import cohere_schema as schema
 from serve_apps.dialects.schema import RESPONSE
-from serve_apps.errors import ApiError, error_responses
+from serve_apps.errors import error_responses
 from serve_apps.http.dependencies import caller, services
 from serve_apps.http.openai_routes import own_file
 from serve_apps.models.registry import ModelRecord
@@ -35,17 +38,20 @@ def _descending(order_by: str | None) -> bool:
              responses=BODY | NOT_FOUND | error_responses("detail", 409), **RESPONSE)
 async def cohere_create(body: cohere.FinetunedModelBody, who: Caller = Depends(caller),
                         svc: Services = Depends(services)) -> dict:
-    base_name = body.settings.base_model.name or DEFAULT_BASE
+    base_name, _, file, spec = _training(svc, body, who)
+    job = await svc.finetuning.create(who, "cohere", base_name, spec, file, None,
+                                      body.model_dump(mode="json", exclude={"settings": {"wandb"}}),
+                                      {"name": body.name, "cohere_settings": cohere.stored_settings(body, base_name)})
+    return {"finetuned_model": _view(svc, svc.registry.get(job.model_id))}
+
+
+def _training(svc: Services, body: cohere.FinetunedModelBody, who: Caller, default_base: str = DEFAULT_BASE):
+    """(base model name, its record, the dataset file, the TrainingSpec) of a body's settings."""
+    base_name = body.settings.base_model.name or default_base
     base = svc.resolver.resolve_trainable(base_name, who.organization, ["body", "settings", "base_model", "name"])
     file = own_file(svc, body.settings.dataset_id, who, ["body", "settings", "dataset_id"])
     windows = max(file.n_series, file.n_points // svc.base.output_patch_len)
-    spec = cohere.training_spec(body, base.id, windows, svc.settings.max_job_steps)
-    settings = body.settings.model_dump(mode="json", exclude={"wandb"})
-    settings["base_model"]["name"] = base_name
-    job = await svc.finetuning.create(who, "cohere", base_name, spec, file, None,
-                                      body.model_dump(mode="json", exclude={"settings": {"wandb"}}),
-                                      {"name": body.name, "cohere_settings": settings})
-    return {"finetuned_model": _view(svc, svc.registry.get(job.model_id))}
+    return base_name, base, file, cohere.training_spec(body, base.id, windows, svc.settings.max_job_steps)
 
 
 @router.get("/v1/finetuning/finetuned-models", response_model=schema.FinetunedModelList, **RESPONSE)
@@ -69,16 +75,28 @@ async def cohere_get(model_id: str, who: Caller = Depends(caller), svc: Services
               responses=BODY | NOT_FOUND | error_responses("detail", 409), **RESPONSE)
 async def cohere_update(model_id: str, body: cohere.FinetunedModelBody, who: Caller = Depends(caller),
                         svc: Services = Depends(services)) -> dict:
+    """Renames at any time; changes settings (dataset, hyperparameters, base model) only while the
+    model's job is queued and not yet submitted to Ray, else a 409 naming the field."""
     record = svc.resolver.own_model(model_id, who.organization, ["path", "model_id"])
-    current = record.params.get("cohere_settings")
-    wanted = body.settings.model_dump(mode="json", exclude={"wandb"})
-    if current is not None:
-        wanted["base_model"]["name"] = wanted["base_model"]["name"] or current["base_model"]["name"]
-        if wanted != current:
-            raise ApiError(409, ["body", "settings"], "settings cannot change once a model has been trained or "
-                           "queued; create a new finetuned model instead", "invalid_state")
-    svc.registry.update_params(model_id, {"name": body.name})
-    return {"finetuned_model": _view(svc, svc.registry.get(model_id))}
+    job = svc.jobs.by_model(record.id)
+    current = cohere.model_view(record, job)["settings"]
+    current_base = current["base_model"]["name"]
+    changes = cohere.settings_changes(current, cohere.stored_settings(body, body.settings.base_model.name or current_base))
+    if changes:
+        if not cohere.settings_editable(job):
+            raise cohere.settings_fixed(changes, record, job)
+        base_name, _, file, spec = _training(svc, body, who, current_base)
+        if body.settings.wandb is None:  # GET never echoes wandb: a PATCH without it keeps the job's tracking
+            spec = dataclasses.replace(spec, tracking=job.spec.tracking)
+        message = "Settings changed before training: " + ", ".join(".".join(c[1:]) for c in changes)
+        changed = await asyncio.to_thread(
+            svc.finetuning.respec, job, base_name, spec, file,
+            body.model_dump(mode="json", exclude={"settings": {"wandb"}}),
+            {"cohere_settings": cohere.stored_settings(body, base_name)}, message)
+        if not changed:  # the job manager submitted the run meanwhile
+            raise cohere.settings_fixed(changes, record, svc.jobs.get(job.id))
+    svc.registry.update_params(record.id, {"name": body.name})
+    return {"finetuned_model": _view(svc, svc.registry.get(record.id))}
 
 
 @router.delete("/v1/finetuning/finetuned-models/{model_id}", response_model=schema.Deleted, responses=NOT_FOUND,

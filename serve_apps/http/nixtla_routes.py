@@ -15,7 +15,7 @@ from serve_apps.auth import Caller
 from serve_apps.dialects import nixtla, nixtla_backtest
 from serve_apps.dialects import nixtla_schema as schema
 from serve_apps.dialects.schema import RESPONSE
-from serve_apps.errors import ApiError, error_responses, invalid, invalid_body, not_found
+from serve_apps.errors import ApiError, DetailError, error_responses, invalid, invalid_body, not_found
 from serve_apps.http.dependencies import caller, services
 from serve_apps.http.fast_json import FastJSONResponse
 from serve_apps.http.openapi import parsed_body
@@ -35,6 +35,12 @@ router = APIRouter(responses=error_responses("detail", 401, 422, 429))
 NOT_FOUND = error_responses("detail", 404)
 # A task: its body (400/413/415 from the body middleware), its model (404, or 409 when not ready).
 TASK = error_responses("detail", 400, 404, 409, 413, 415, 503)
+# A fine-tune run as a Ray Train job (nixtla.cluster_finetune): 504 when the call stopped waiting for
+# it (the answer names the async API), 410 when its job was cancelled before it ended.
+CLUSTER_FINETUNE = {
+    410: {"model": DetailError, "description": "The fine-tuning job was cancelled before it finished"},
+    504: {"model": DetailError, "description": "The fine-tune goes on as a Ray Train job; repeat the call to "
+                                               "keep waiting, or use the async API it names"}}
 ANOMALY_BODY = nixtla_backtest.AnomalyDetectionBody | nixtla_backtest.OnlineAnomalyDetectionBody
 
 
@@ -66,7 +72,7 @@ async def nixtla_models(_: Caller = Depends(caller)) -> dict:
     return {"models": [{"name": n} for n in CATALOG.names()]}
 
 
-@router.post("/v2/forecast", response_model=schema.ForecastResponse, responses=TASK, **RESPONSE)
+@router.post("/v2/forecast", response_model=schema.ForecastResponse, responses=TASK | CLUSTER_FINETUNE, **RESPONSE)
 async def nixtla_forecast(body: nixtla.NixtlaForecastBody, who: Caller = Depends(caller),
                           svc: Services = Depends(services)) -> Any:
     run = svc.nixtla.prepare("forecast", body, who)
@@ -108,7 +114,7 @@ async def nixtla_online_anomaly_detection(body: nixtla_backtest.OnlineAnomalyDet
     return FastJSONResponse(await svc.nixtla.prepare("online_anomaly_detection", body, who)())
 
 
-@router.post("/v2/finetune", response_model=schema.FinetuneResponse, responses=TASK, **RESPONSE)
+@router.post("/v2/finetune", response_model=schema.FinetuneResponse, responses=TASK | CLUSTER_FINETUNE, **RESPONSE)
 async def nixtla_finetune(body: nixtla.NixtlaFinetuneBody, who: Caller = Depends(caller),
                           svc: Services = Depends(services)) -> Any:
     return FastJSONResponse(await svc.nixtla.prepare("finetune", body, who)())

@@ -17,7 +17,7 @@ from serve_apps.dialects import openai_schema as schema
 from serve_apps.dialects.schema import RESPONSE
 from serve_apps.errors import OpenAIRoute, error_responses, invalid, not_found
 from serve_apps.http.dependencies import caller, services
-from serve_apps.models.catalog import CATALOG, BaseModelEntry, card
+from serve_apps.models.catalog import CATALOG, BaseModelEntry
 from serve_apps.models.registry import ModelNotFound, ModelRecord
 from serve_apps.services import Services
 from serve_apps.storage.files import FileNotFound, FileRecord, InvalidFile
@@ -139,8 +139,7 @@ async def job_checkpoints(job_id: str, after: str | None = None, limit: int = Qu
 def _base_view(svc: Services, e: BaseModelEntry) -> dict:
     """The catalog's honest card (models.catalog.card): family, parameters, context, horizon, quantiles,
     covariates, multivariate, temperature/top_p, and what answers the name on this server."""
-    served = svc.resolver.served_by(e)
-    return card(e, served, served is not None, svc.settings.max_prediction_length)
+    return svc.resolver.card(e, svc.settings.max_prediction_length)
 
 
 def _finetuned_view(r: ModelRecord) -> dict:

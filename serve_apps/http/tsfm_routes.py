@@ -20,7 +20,7 @@ from serve_apps.errors import ApiError, error_responses, invalid, invalid_body, 
 from serve_apps.http.dependencies import caller, services
 from serve_apps.http.fast_json import FastJSONResponse
 from serve_apps.http.openapi import parsed_body
-from serve_apps.models.catalog import CATALOG, ENSEMBLE, card
+from serve_apps.models.catalog import CATALOG, ENSEMBLE
 from serve_apps.replica.calls import ForecastCall
 from serve_apps.replica.metrics import metrics_endpoints, replica_counts
 from serve_apps.services import Services
@@ -158,10 +158,7 @@ async def forecast_ensemble(request: Request, who: Caller = Depends(caller), svc
             **RESPONSE)
 async def catalog(_: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     """Every catalog model with what it really is and what answers its name here (models.catalog.card)."""
-    cards = []
-    for entry in CATALOG.entries.values():
-        served = svc.resolver.served_by(entry)
-        cards.append(card(entry, served, served is not None, svc.settings.max_prediction_length))
+    cards = [svc.resolver.card(entry, svc.settings.max_prediction_length) for entry in CATALOG.entries.values()]
     return {"object": "list", "data": cards}
 
 

@@ -9,11 +9,14 @@ Kinds (`ModelEntry.kind`):
 - `ensemble`: `auto`, the backtest-driven ensemble of tsfm_core.ensemble over tsfm-base and
   statistical models.
 - `third_party`: a public checkpoint's name (`amazon/chronos-bolt-small`, `google/timesfm-*`). With
-  its weights in the local model directory (`third_party_weights`) it is served by the loader of
-  tsfm_core.third_party; without them the server either answers it with tsfm-base or rejects it,
-  as `Settings.third_party_aliases` says (the resolver applies it).
+  a loadable checkpoint of its family in the local model directory (`third_party_weights`) it is
+  served by the loader of tsfm_core.third_party; without one the server either answers it with
+  tsfm-base or rejects it, as `Settings.third_party_aliases` says (the resolver applies it). Only
+  families tsfm_core.third_party loads can be served from weights: TimesFM 2.0 cannot (timesfm 2.x
+  checkpoints do not load in the timesfm 3.x package), so its name follows the alias setting only.
 
-`card()` is the honest description `/v1/models` and `/api/models` publish.
+`card()` is the honest description `/v1/models` and `/api/models` publish; with weights installed,
+its figures are the checkpoint's own (`serve_apps.models.third_party.card_fields`).
 """
 
 from __future__ import annotations
@@ -109,12 +112,15 @@ AUTO = ModelEntry(
 
 
 def _third_party(id_: str, family: str, parameters: int, context: int, horizon: int, covariates: tuple[str, ...],
-                 owner: str, loader: str, levels: tuple[float, ...] = DECILES, multivariate: bool = False) -> ModelEntry:
+                 owner: str, loader: str | None, levels: tuple[float, ...] = DECILES,
+                 multivariate: bool = False) -> ModelEntry:
+    """`loader`: the official package that reads the checkpoint (None: no loader here can)."""
+    served = (f"served from a local model directory through tsfm_core.third_party ({loader}) when its weights are "
+              "installed" if loader else "no loader here reads its checkpoints, so the name is only ever an alias "
+              "(TSFM_THIRD_PARTY_ALIASES)")
     return ModelEntry(id=id_, kind=THIRD_PARTY, family=family, parameters=parameters, context_length=context,
                       native_horizon=horizon, quantile_levels=levels, covariates=covariates, multivariate=multivariate,
-                      owned_by=owner,
-                      description=f"{owner}'s public checkpoint ({family}); served from a local model directory "
-                                  f"through tsfm_core.third_party ({loader}) when its weights are installed.")
+                      owned_by=owner, description=f"{owner}'s public checkpoint ({family}); {served}.")
 
 
 _CHRONOS2_LEVELS = (0.01, 0.05, *[round(0.05 * i, 2) for i in range(2, 19)], 0.95, 0.99)
@@ -127,10 +133,11 @@ THIRD_PARTY_ENTRIES = (
     _third_party("amazon/chronos-bolt-base", "chronos-bolt", 205_000_000, 2048, 64, (), "amazon", "chronos"),
     _third_party("amazon/chronos-2", "chronos-2", 120_000_000, 8192, 1024, ("past", "future"), "amazon", "chronos",
                  _CHRONOS2_LEVELS, multivariate=True),
-    _third_party("google/timesfm-2.0-500m-pytorch", "timesfm", 500_000_000, 2048, 128, ("past", "future", "static"),
-                 "google", "timesfm"),
-    _third_party("google/timesfm-2.5-200m-pytorch", "timesfm", 200_000_000, 16384, 1024, ("past", "future", "static"),
-                 "google", "timesfm"),
+    # TimesFM 2.0's torch checkpoint is a timesfm 1.x/2.x format the installed timesfm 3.x cannot read.
+    _third_party("google/timesfm-2.0-500m-pytorch", "timesfm-2.0", 500_000_000, 2048, 128,
+                 ("past", "future", "static"), "google", None),
+    _third_party("google/timesfm-2.5-200m-pytorch", "timesfm-2.5", 200_000_000, 16384, 1024,
+                 ("past", "future", "static"), "google", "timesfm"),
 )
 
 
@@ -155,24 +162,29 @@ CATALOG = Catalog([BASE, *STATISTICAL_ENTRIES, AUTO, *THIRD_PARTY_ENTRIES])
 
 
 def third_party_weights(entry: ModelEntry, root: str | Path | None) -> Path | None:
-    """The hook for real third-party weights: `<root>/<publisher>/<name>` (the entry's id as a
-    path, e.g. `~/.tsfm/third_party/amazon/chronos-bolt-small`) when it holds a checkpoint
-    (a config.json, as the official packages save one). tsfm_core.third_party's loader for the
-    entry's family turns that directory into a forecaster (replica.engine calls it)."""
-    if entry.kind != THIRD_PARTY or not root:
+    """The entry's real weights: `<root>/<publisher>/<name>` (the entry's id as a path, e.g.
+    `~/.tsfm/third_party/amazon/chronos-bolt-small`) when it holds a checkpoint of the entry's
+    family that tsfm_core.third_party loads (serve_apps.models.third_party.installed), else None.
+    A family no loader reads (TimesFM 2.0) never has weights here, whatever the directory holds."""
+    from tsfm_core.third_party import FAMILIES  # detection needs no extra (chronos / timesfm)
+
+    if entry.kind != THIRD_PARTY or entry.family not in FAMILIES or not root:
         return None
-    directory = Path(root) / entry.id
-    return directory if (directory / CONFIG_FILE).is_file() else None
+    from serve_apps.models.third_party import installed
+
+    return installed(entry.id, root, entry.family)
 
 
-def card(entry: ModelEntry, served_by: str, available: bool, max_horizon: int) -> dict:
+def card(entry: ModelEntry, served_by: str, available: bool, max_horizon: int, weights: dict | None = None) -> dict:
     """The public description of a catalog entry (`/v1/models`, `/api/models`).
 
     `served_by`: the model that answers the name on this server now (for a third-party name
     without weights: tsfm-base, or nothing when such names are rejected); `available`: whether a
-    forecast with this name is answered at all."""
+    forecast with this name is answered at all. `weights`: a third-party entry's installed
+    checkpoint (serve_apps.models.third_party.card_fields): its own figures replace the
+    publisher's, and the card says which package loads it."""
     levels = list(entry.quantile_levels) if entry.quantile_levels else None
-    return {
+    out = {
         # `kind` "base" (a catalog model, as /v1/models has always said; "finetuned" are the caller's own);
         # `model_type` what it is: transformer | statistical | ensemble | third_party.
         "id": entry.id, "object": "model", "owned_by": entry.owned_by, "kind": "base", "model_type": entry.kind,
@@ -190,3 +202,9 @@ def card(entry: ModelEntry, served_by: str, available: bool, max_horizon: int) -
         "temperature": False, "top_p": False, "samples": True,
         "served_by": served_by, "available": available,
     }
+    if weights is not None:
+        out.update(family=weights["family"], parameters=weights["parameters"],
+                   context_length=weights["context_length"], max_context_length=weights["context_length"],
+                   native_horizon=weights["native_horizon"], quantile_levels=weights["quantile_levels"],
+                   multivariate=weights["multivariate"], package=weights["package"], weights="installed")
+    return out

@@ -6,13 +6,13 @@ service, the Nixtla tasks and the ModelServer ask here.
 
 Catalog names resolve the same way for the server's life, so their answers are computed once
 (`_fixed`): the forecast hot path is one dict lookup for them. A third-party name is served by its
-own weights when they are in the third-party directory at start-up (and tsfm_core.third_party is
-installed), else by tsfm-base or rejected (`third_party_aliases`); `served_model` says which.
+own weights when a loadable checkpoint of its family is in the third-party directory at start-up
+(and the family's official package is installed), else by tsfm-base or rejected
+(`third_party_aliases`); `served_model` and the catalog card (`card`) say which.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from serve_apps.models.catalog import (
     TRANSFORMER,
     Catalog,
     ModelEntry,
+    card,
     third_party_weights,
 )
 from serve_apps.models.registry import (
@@ -36,19 +37,12 @@ from serve_apps.models.registry import (
     Registry,
     scoped_id,
 )
+from serve_apps.models import third_party
 from tsfm_core.checkpoint import BASE_MODEL_ID
 
 log = logging.getLogger("ray.serve")
 # ResolvedModel.kind of each catalog kind ("base" is what callers have always seen for the transformer).
 _KINDS = {TRANSFORMER: "base", STATISTICAL: STATISTICAL, ENSEMBLE: ENSEMBLE, THIRD_PARTY: THIRD_PARTY}
-
-
-def third_party_loader_installed() -> bool:
-    """Whether tsfm_core.third_party (the Chronos / TimesFM loaders) is importable here."""
-    try:
-        return importlib.util.find_spec("tsfm_core.third_party") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -68,19 +62,23 @@ class ModelResolver:
         self.registry, self.catalog = registry, catalog
         self.third_party_aliases = third_party_aliases
         self._ready: dict[tuple[str, str], tuple[float, ResolvedModel]] = {}
-        loader = third_party_loader_installed()
+        # Third-party catalog id -> its installed checkpoint's card figures (read once, from file headers).
+        self._weights: dict[str, dict] = {}
         # Catalog id -> what answers it (None: rejected), by every name (lower case) of the entry.
-        fixed = {e.id: self._answer(e, third_party_dir, loader) for e in catalog.entries.values()}
+        fixed = {e.id: self._answer(e, third_party_dir) for e in catalog.entries.values()}
         self._fixed = {name: fixed[e.id] for name, e in catalog.by_name.items()}
 
-    def _answer(self, entry: ModelEntry, third_party_dir, loader: bool) -> ResolvedModel | None:
+    def _answer(self, entry: ModelEntry, third_party_dir) -> ResolvedModel | None:
         if entry.kind != THIRD_PARTY:
             return ResolvedModel(entry.id, _KINDS[entry.kind], entry.path)
         weights = third_party_weights(entry, third_party_dir)
-        if weights is not None and loader:
-            return ResolvedModel(entry.id, THIRD_PARTY, weights)
         if weights is not None:
-            log.warning("weights for %s are in %s but tsfm_core.third_party is not installed", entry.id, weights)
+            fields = third_party.card_fields(weights)
+            if fields["loadable"]:
+                self._weights[entry.id] = fields
+                return ResolvedModel(entry.id, THIRD_PARTY, weights)
+            log.warning("weights for %s are in %s but its package (%s) is not installed", entry.id, weights,
+                        fields["package"])
         if self.third_party_aliases == "base":
             base = self.catalog.entries[BASE_MODEL_ID]
             return ResolvedModel(base.id, "base", base.path)
@@ -90,6 +88,11 @@ class ModelResolver:
         """The id of the model that answers a catalog entry on this server (None: its name is rejected)."""
         answer = self._fixed[entry.id.lower()]
         return None if answer is None else answer.id
+
+    def card(self, entry: ModelEntry, max_horizon: int) -> dict:
+        """The entry's catalog card (models.catalog.card) as this server answers its name."""
+        served = self.served_by(entry)
+        return card(entry, served, served is not None, max_horizon, self._weights.get(entry.id))
 
     def resolve(self, name: str, organization: str, loc: list) -> ResolvedModel:
         """A name the caller may forecast with: a catalog model, or one of its ready models."""
@@ -142,6 +145,12 @@ class ModelResolver:
         resolved = self.resolve(name, organization, loc)
         if resolved.directory is None:
             raise invalid(loc, f"model {name!r} is a {resolved.kind} model and cannot be finetuned")
+        # Jobs run train_jobs.finetune (Ray Train over our PatchTransformer); a third-party checkpoint (or a
+        # finetune of one) trains in the replica instead: Nixtla's /v2/finetune or finetune_steps.
+        if resolved.kind == THIRD_PARTY or third_party.detect_family(resolved.directory) is not None:
+            raise invalid(loc, f"model {name!r} is served from a third-party checkpoint: fine-tuning jobs train "
+                               f"tsfm-base and its finetunes only; finetune {name!r} with /v2/finetune or "
+                               "finetune_steps instead")
         return resolved
 
     def model_dir(self, model_id: str) -> Path:

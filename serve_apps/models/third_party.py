@@ -31,6 +31,14 @@ def installed(entry_id: str, root: str | Path | None, family: str | None = None)
     return directory if wanted in (None, found) else None
 
 
+def detect_family(directory: str | Path | None) -> str | None:
+    """The third-party family of the checkpoint in `directory` (None: none there, or our own model's).
+    Finetunes of third-party checkpoints are told from ours this way (they load with `load`)."""
+    if directory is None or not Path(directory).is_dir():
+        return None
+    return third_party.detect_family(directory)
+
+
 def extra_installed(family: str) -> bool:
     """Whether the official package a family's loader needs is importable here."""
     module = _EXTRA_MODULES.get(third_party.FAMILY_ALIASES.get(family, family))

@@ -24,6 +24,7 @@ from serve_apps.models.registry import (
 )
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.nixtla.async_store import AsyncJobRecord
+from serve_apps.nixtla.cluster_finetune import ClusterFinetune
 from serve_apps.replica.calls import FinetuneCall, ForecastCall
 from serve_apps.replica.client import ModelClient
 from serve_apps.settings import Settings
@@ -52,14 +53,22 @@ def parse(task: str, payload: Any) -> tuple[str, BaseModel]:
     return task, BODIES[task].model_validate(payload)
 
 
+# Tasks whose fine-tunes may run as Ray Train jobs (cluster_finetune), which wait differently when
+# called by an async job.
+CLUSTER_TASKS = ("forecast", "finetune")
+
+
 class NixtlaTasks:
     def __init__(self, settings: Settings, registry: Registry, resolver: ModelResolver, models: ModelClient,
-                 max_context: int, output_patch_len: int):
+                 max_context: int, output_patch_len: int, cluster: ClusterFinetune):
         self.settings, self.registry, self.resolver, self.models = settings, registry, resolver, models
         self.max_context, self.output_patch_len = max_context, output_patch_len
+        self.cluster = cluster
 
-    def prepare(self, task: str, body: BaseModel, caller: Caller) -> Run:
-        run = getattr(self, f"_prepare_{task}")(body, caller)
+    def prepare(self, task: str, body: BaseModel, caller: Caller, in_job: bool = False) -> Run:
+        """`in_job`: an async job runs it (a Ray Train fine-tune then waits without a limit of its own)."""
+        extra = {"in_job": in_job} if task in CLUSTER_TASKS else {}
+        run = getattr(self, f"_prepare_{task}")(body, caller, **extra)
 
         async def checked() -> dict:
             # No 200 carries a null: json would write a NaN forecast as null (or as invalid JSON).
@@ -74,7 +83,7 @@ class NixtlaTasks:
         if task == "finetune" and record.attempts > 1:
             self._discard_unfinished(body.output_model_id, record)
         caller = Caller(organization=record.organization, key_hint=record.created_by)
-        return await self.prepare(task, body, caller)()
+        return await self.prepare(task, body, caller, in_job=True)()
 
     def _discard_unfinished(self, model_id: str, record: AsyncJobRecord) -> None:
         """An attempt that died with its server left its model 'finetuning': the redo starts over.
@@ -83,27 +92,34 @@ class NixtlaTasks:
             model = self.registry.get(model_id, record.organization)
         except ModelNotFound:
             return
-        if model.status == ModelStatus.FINETUNING and model.created_at >= record.created_at:
+        # A model a Ray Train job makes outlives its attempt: the redo waits for that job instead.
+        if model.status == ModelStatus.FINETUNING and model.created_at >= record.created_at \
+                and not self.cluster.owns(model.id):
             self.registry.discard(model.id)
 
-    def model_for(self, body: Any, caller: Caller) -> str:
-        """A finetuned_model_id, when given, overrides the model name (as TimeGPT does)."""
+    def model_for(self, body: Any, caller: Caller, trainable: bool = False) -> str:
+        """A finetuned_model_id, when given, overrides the model name (as TimeGPT does). `trainable`:
+        a model a Ray Train job can start from (statistical models have no weights: 422)."""
+        resolve = self.resolver.resolve_trainable if trainable else self.resolver.resolve
         if body.finetuned_model_id:
-            return self.resolver.resolve(body.finetuned_model_id, caller.organization, ["body", "finetuned_model_id"]).id
-        return self.resolver.resolve(body.model, caller.organization, ["body", "model"]).id
+            return resolve(body.finetuned_model_id, caller.organization, ["body", "finetuned_model_id"]).id
+        return resolve(body.model, caller.organization, ["body", "model"]).id
 
     async def _forecast(self, model_id: str, call: ForecastCall):
         return await self.models.forecast(model_id, call)
 
     # ---- forecast ---------------------------------------------------------------------------------
-    def _prepare_forecast(self, body: nixtla.NixtlaForecastBody, caller: Caller) -> Run:
+    def _prepare_forecast(self, body: nixtla.NixtlaForecastBody, caller: Caller, in_job: bool = False) -> Run:
         n_series = len(body.series.sizes)
         self.settings.work_limits.check(
             series=n_series, points=len(body.series.y), output_values=n_series * body.h * (1 + 2 * len(body.level or [])),
             series_loc=["body", "series", "sizes"], points_loc=["body", "series", "y"], output_loc=["body", "h"])
         model_id = self.model_for(body, caller)
         request = nixtla.to_forecast_request(body, self.settings.max_prediction_length)
-        finetune = nixtla.forecast_finetune(body, self.settings.max_sync_finetune_steps)
+        finetune = nixtla.forecast_finetune(body, self.settings.max_job_steps)
+        if self.cluster.wanted(finetune):  # too long for a replica: a Ray Train job, then this forecast
+            return self.cluster.prepare_forecast(body, caller, self.model_for(body, caller, trainable=True), finetune,
+                                                 self._forecast, ForecastCall(request=request), in_job)
 
         async def run() -> dict:
             results = await self._forecast(model_id, ForecastCall(request=request, finetune=finetune))
@@ -186,9 +202,11 @@ class NixtlaTasks:
         return run
 
     # ---- finetune ---------------------------------------------------------------------------------
-    def _prepare_finetune(self, body: nixtla.NixtlaFinetuneBody, caller: Caller) -> Run:
+    def _prepare_finetune(self, body: nixtla.NixtlaFinetuneBody, caller: Caller, in_job: bool = False) -> Run:
         parent = self.model_for(body, caller)
-        config = nixtla.finetune_config(body, self.settings.max_sync_finetune_steps)
+        config = nixtla.finetune_config(body, self.settings.max_job_steps)
+        if self.cluster.wanted(config):  # too long for a replica: a Ray Train job
+            return self.cluster.prepare_finetune(body, caller, self.model_for(body, caller, trainable=True), config, in_job)
         public_id = body.output_model_id or new_model_id()
         model_id = self.resolver.check_new_id(public_id, caller.organization, ["body", "output_model_id"])
 

@@ -9,7 +9,10 @@ into a client timeout.
 Statistical models and the `auto` ensemble (catalog ids in `CATALOG.cpu_ids`) skip the batcher:
 they are fitted per series at request time, in worker threads, at most `stats_concurrency` calls at
 once (replica.cpu_models), so their CPU time never delays a transformer pass. Third-party catalog
-entries with local weights load through tsfm_core.third_party and batch like the transformer.
+entries with local weights load through tsfm_core.third_party and batch like the transformer; so do
+finetunes of them (registry models whose directory holds a third-party checkpoint). Fine-tuning a
+third-party forecaster (persistent or Nixtla's in-request `finetune_steps`) goes through
+tsfm_core.third_party.finetune (Chronos-Bolt, Chronos-2); other families are refused with a 422.
 
 The same engine serves inside the ingress replicas (small requests, no extra hop), inside the
 ModelServer deployment (the bulk lane and fine-tunes) and in a bare FastAPI process (benchmarks).
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from serve_apps.models import third_party
 from serve_apps.models.catalog import CATALOG, ENSEMBLE, THIRD_PARTY
 from serve_apps.replica.calls import EnsembleCall, FinetuneCall, ForecastCall, RequestRejected
 from serve_apps.replica.cpu_models import build_cpu_model, run_ensemble
@@ -98,6 +102,8 @@ class ModelEngine:
             from tsfm_core.third_party import load_forecaster
 
             forecaster = await asyncio.to_thread(load_forecaster, entry.family, directory, self.device)
+        elif third_party.detect_family(directory) is not None:  # a finetune of a third-party checkpoint
+            forecaster = await asyncio.to_thread(third_party.load, directory, None, self.device)
         else:
             model = await asyncio.to_thread(load_model, directory, self.model_dir, self.device)
             forecaster = Forecaster(model, device=self.device)
@@ -145,8 +151,16 @@ class ModelEngine:
         if call.finetune is not None:  # Nixtla's finetune_steps: tune a private copy, then forecast
             forecaster = await self.model(model_id)
             channels = call.finetune_series or [s.values[:, c] for s in call.request.series for c in range(s.n_channels)]
-            tuned, _ = await asyncio.to_thread(finetuned_copy, forecaster.model, channels, call.finetune)
-            results = await asyncio.to_thread(Forecaster(tuned, device=self.device).forecast_many, [call.request])
+            if third_party.is_third_party(forecaster):
+                self._check_finetunable(model_id, forecaster)
+                from tsfm_core.third_party.finetune import finetuned_copy as third_party_copy
+
+                tuned, _ = await asyncio.to_thread(_rejecting_value_errors, third_party_copy, forecaster, channels,
+                                                   call.finetune)
+            else:
+                model, _ = await asyncio.to_thread(finetuned_copy, forecaster.model, channels, call.finetune)
+                tuned = Forecaster(model, device=self.device)
+            results = await asyncio.to_thread(tuned.forecast_many, [call.request])
             return results[0]
         if len(self._pending) >= self.max_pending:
             self.metrics.shed()
@@ -208,14 +222,34 @@ class ModelEngine:
             raise RequestRejected(f"model {base_id!r} is fitted per series at request time and cannot be finetuned",
                                   ["body", "model"])
         forecaster = await self.model(base_id)
+        if third_party.is_third_party(forecaster):  # a full copy, saved whole (it loads without its base)
+            self._check_finetunable(base_id, forecaster)
+            return await asyncio.to_thread(_rejecting_value_errors, third_party.finetune, forecaster, call.series,
+                                           call.config, call.output_dir, base_id, call.metadata)
         tuned, points = await asyncio.to_thread(finetuned_copy, forecaster.model, call.series, call.config)
         await asyncio.to_thread(save_finetuned, tuned, call.output_dir, base_id, self.model_dir(base_id), call.config,
                                 call.metadata)
         return points
 
+    @staticmethod
+    def _check_finetunable(model_id: str, forecaster) -> None:
+        """A 422 naming the model for a third-party family tsfm_core.third_party.finetune cannot train."""
+        if not third_party.finetunable(forecaster):
+            raise RequestRejected(f"model {model_id!r} is a {getattr(forecaster, 'family', 'third-party')} checkpoint, "
+                                  "which cannot be finetuned here (Chronos-Bolt and Chronos-2 can)", ["body", "model"])
+
     def stats(self) -> dict:
         return {"batches_run": self.passes, "requests_batched": self.requests_batched, "device": self.device,
                 "models_loaded": list(self._models), "waiting": len(self._pending)}
+
+
+def _rejecting_value_errors(fn, *args):
+    """`fn(*args)`, its ValueError (a setting a third-party finetune cannot honour, e.g. LoRA; no
+    usable series) turned into the request's 422."""
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        raise RequestRejected(str(exc)) from None
 
 
 def torch_device(use_gpu: bool) -> str:

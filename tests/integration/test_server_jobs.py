@@ -163,12 +163,15 @@ def test_cohere_finetuned_model_lifecycle(co, http, training_file):
     assert [e.status for e in events] == ["STATUS_QUEUED", "STATUS_FINETUNING", "STATUS_READY"]
     metrics = co.finetuning.list_training_step_metrics(model.id).step_metrics
     assert metrics and metrics[0].step_number == 1 and "loss" in metrics[0].metrics
+    # The run validated on held-out windows: its evaluated steps carry validation scores.
+    assert any({"valid_loss", "valid_mase"} <= set(m.metrics) for m in metrics)
     renamed = co.finetuning.update_finetuned_model(model.id, name="renamed", settings=ready.settings)
     assert renamed.finetuned_model.name == "renamed"
     changed = ready.settings.model_copy(update={"dataset_id": "file-other"})
     with pytest.raises(cohere.core.api_error.ApiError) as err:
         co.finetuning.update_finetuned_model(model.id, name="x", settings=changed)
-    assert err.value.status_code == 409
+    assert err.value.status_code == 409  # trained: settings are fixed, and the answer names the field
+    assert err.value.body["detail"][0]["loc"] == ["body", "settings", "dataset_id"]
     r = http.post("/v1/forecast", json={"model": model.id, "inputs": [{"target": [[5.0], [6.0]]}],
                                         "parameters": {"prediction_length": 2}})
     assert r.status_code == 200

@@ -147,6 +147,31 @@ def test_v2_forecast_validation(http, patch, loc):
     assert any(d["loc"][: len(loc)] == loc for d in r.json()["detail"]), r.json()
 
 
+def test_finetune_above_the_replica_threshold_runs_as_a_ray_train_job(server, http):
+    # On the shared server fine-tunes of more than 30 steps are Ray Train jobs and a call waits 5 s
+    # for one (conftest.SERVER_ENV). A call that stops waiting says where the job goes on.
+    body = {"series": {"y": [float(v) for v in seasonal_series(80, period=7)], "sizes": [80]}, "freq": "D",
+            "finetune_steps": 5000, "output_model_id": "long-raw"}
+    r = http.post("/v2/finetune", json=body)
+    assert r.status_code == 504, r.text
+    issue = r.json()["detail"][0]
+    assert issue["loc"] == ["body", "finetune_steps"] and "POST /v2/finetune/async" in issue["msg"]
+    assert http.get("/v2/finetuned_models/long-raw").json()["steps"] == 5000
+    assert http.delete("/v2/finetuned_models/long-raw").status_code == 204  # stops its job
+    # The SDK retries a 504 with the same body, and each retry waits for the same job: the call
+    # returns its model once the job is done, and only one job trained it.
+    patient = NixtlaClient(api_key="test-key", base_url=server.url, max_retries=200, retry_interval=1,
+                           max_wait_time=600)
+    model_id = patient.finetune(df=_df(n=80), freq="D", finetune_steps=40, finetune_depth=2, finetune_loss="mae")
+    model = http.get(f"/v2/finetuned_models/{model_id}").json()
+    assert (model["status"], model["steps"], model["depth"], model["loss"]) == ("ready", 40, 2, "mae")
+    jobs = [j for j in http.get("/v1/fine_tuning/jobs", params={"limit": 100}).json()["data"]
+            if model_id in (j.get("fine_tuned_model") or "")]
+    assert [j["status"] for j in jobs] == ["succeeded"]
+    fc = patient.forecast(df=_df(n=80), h=7, freq="D", finetuned_model_id=model_id)
+    assert len(fc) == 14 and np.isfinite(fc["TimeGPT"]).all()
+
+
 def test_v2_finetune_validation(http):
     r = http.post("/v2/finetune", json={"series": {"y": [1.0], "sizes": [1]}, "finetune_steps": 0})
     locs = [d["loc"] for d in r.json()["detail"]]

@@ -290,3 +290,19 @@ def test_evaluation_steps_carry_their_validation_scores_into_events():
     _, events = fold(Progress(), (json.dumps(line) + "\n").encode(), total_steps=2)
     metrics, checkpoint = events
     assert metrics.data["valid_mase"] == 0.9 and checkpoint.data["valid_loss"] == 0.4
+
+
+def test_a_job_cancelled_while_it_is_recorded_leaves_its_model_cancelled(stores, tmp_path):
+    jobs, registry, files = stores
+    record = _model(registry, status=ModelStatus.FINETUNING)
+    job = jobs.create(organization="acme", source="openai", model="tsfm-base", base_model_id="tsfm-base",
+                      model_id=record.id, training_file="file-1", validation_file=None,
+                      spec=TrainingSpec(finetune=FinetuneConfig(steps=3)), request={})
+    out = registry.artifact_path_for(record.id)
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"training": {"finetune_points": 3}}))
+    stale = jobs.get(job.id)  # read by the manager before a cancel landed
+    jobs.transition(job.id, JobStatus.CANCELLED, "Job cancelled")
+    registry.set_status(record.id, ModelStatus.CANCELLED)
+    assert finish_succeeded(stale, jobs, registry, files, tmp_path, refuse_worse=False) is None
+    assert registry.get(record.id).status == ModelStatus.CANCELLED and files.list("acme") == []

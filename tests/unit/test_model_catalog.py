@@ -2,6 +2,7 @@
 `auto`, third-party names under both alias settings, local weights), and ensemble request checks."""
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -63,12 +64,25 @@ def test_third_party_names_follow_the_alias_setting(registry):
 
 
 def test_local_weights_are_found_where_the_hook_looks(tmp_path):
-    entry = CATALOG.lookup("google/timesfm-2.5-200m-pytorch")
-    assert entry.kind == THIRD_PARTY and third_party_weights(entry, tmp_path) is None
-    directory = tmp_path / "google" / "timesfm-2.5-200m-pytorch"
-    directory.mkdir(parents=True)
-    (directory / "config.json").write_text("{}")
-    assert third_party_weights(entry, tmp_path) == directory
+    def place(entry_id: str, config: dict) -> Path:
+        directory = tmp_path / entry_id
+        directory.mkdir(parents=True)
+        (directory / "config.json").write_text(json.dumps(config))
+        return directory
+
+    bolt = CATALOG.lookup("amazon/chronos-bolt-small")
+    assert bolt.kind == THIRD_PARTY and third_party_weights(bolt, tmp_path) is None
+    place(bolt.id, {})  # a config.json alone is no checkpoint
+    assert third_party_weights(bolt, tmp_path) is None
+    # Detection reads the config the package wrote (no extra needed); the family must be the entry's.
+    chronos_bolt = {"chronos_pipeline_class": "ChronosBoltPipeline", "chronos_config": {}}
+    mini = place("amazon/chronos-bolt-mini", chronos_bolt)
+    assert third_party_weights(CATALOG.lookup("amazon/chronos-bolt-mini"), tmp_path) == mini
+    place("amazon/chronos-2", chronos_bolt)
+    assert third_party_weights(CATALOG.lookup("amazon/chronos-2"), tmp_path) is None
+    # No loader reads TimesFM 2.0 checkpoints: whatever sits there, the name is only an alias.
+    place("google/timesfm-2.0-500m-pytorch", chronos_bolt)
+    assert third_party_weights(CATALOG.lookup("google/timesfm-2.0-500m-pytorch"), tmp_path) is None
     assert third_party_weights(CATALOG.lookup("tsfm-base"), tmp_path) is None
 
 

@@ -13,60 +13,10 @@ import sys
 import numpy as np
 import pytest
 
+from tests.third_party_checkpoints import BUILDERS, CONTEXT, PREDICTION, bolt, chronos2, chronos_t5
 from tsfm_core import third_party
 from tsfm_core.predict import ForecastRequest
 from tsfm_core.series import Series
-
-LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-CONTEXT, PREDICTION = 64, 16
-TINY_T5 = dict(d_model=32, d_ff=64, d_kv=16, num_layers=1, num_heads=2)
-
-
-def _bolt(directory):
-    from chronos.chronos_bolt import ChronosBoltModelForForecasting
-    from transformers import T5Config
-
-    config = T5Config(
-        **TINY_T5, num_decoder_layers=1, decoder_start_token_id=0, pad_token_id=0,
-        architectures=["ChronosBoltModelForForecasting"], chronos_pipeline_class="ChronosBoltPipeline",
-        chronos_config=dict(context_length=CONTEXT, prediction_length=PREDICTION, input_patch_size=8,
-                            input_patch_stride=8, quantiles=LEVELS, use_reg_token=True))
-    model = ChronosBoltModelForForecasting(config)
-    model.save_pretrained(directory)
-    return model
-
-
-def _chronos2(directory):
-    from chronos.chronos2 import Chronos2Model
-    from chronos.chronos2.config import Chronos2CoreConfig
-
-    config = Chronos2CoreConfig(
-        **TINY_T5, architectures=["Chronos2Model"], chronos_pipeline_class="Chronos2Pipeline",
-        chronos_config=dict(context_length=CONTEXT, output_patch_size=8, input_patch_size=8, input_patch_stride=8,
-                            quantiles=[0.01, 0.05, *LEVELS, 0.95, 0.99], use_reg_token=True, use_arcsinh=True,
-                            max_output_patches=2))
-    model = Chronos2Model(config)
-    model.save_pretrained(directory)
-    return model
-
-
-def _chronos_t5(directory):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    config = T5Config(
-        **TINY_T5, vocab_size=64, num_decoder_layers=1, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-        architectures=["T5ForConditionalGeneration"],
-        chronos_config=dict(tokenizer_class="MeanScaleUniformBins",
-                            tokenizer_kwargs={"low_limit": -15.0, "high_limit": 15.0},
-                            context_length=CONTEXT, prediction_length=PREDICTION, n_tokens=64, n_special_tokens=2,
-                            pad_token_id=0, eos_token_id=1, use_eos_token=True, model_type="seq2seq", num_samples=8,
-                            temperature=1.0, top_k=50, top_p=1.0))
-    model = T5ForConditionalGeneration(config)
-    model.save_pretrained(directory)
-    return model
-
-
-BUILDERS = {"chronos-bolt": _bolt, "chronos-2": _chronos2, "chronos": _chronos_t5}
 
 
 @pytest.fixture(params=sorted(BUILDERS))
@@ -141,7 +91,7 @@ def test_sampling_chronos_is_reproducible(tmp_path):
     import torch
 
     torch.manual_seed(0)
-    _chronos_t5(tmp_path)
+    chronos_t5(tmp_path)
     forecaster = third_party.load(tmp_path)
     series = _series(np.random.default_rng(2))[1:2]
     a, b = forecaster.forecast(series, 8, [0.1, 0.9]), forecaster.forecast(series, 8, [0.1, 0.9])
@@ -152,7 +102,7 @@ def test_sampling_chronos_is_reproducible(tmp_path):
 
 def test_covariates_are_regressed_like_our_own_model(tmp_path):
     pytest.importorskip("chronos", reason="the `chronos` extra is not installed")
-    _bolt(tmp_path)
+    bolt(tmp_path)
     forecaster = third_party.load(tmp_path, family="chronos-bolt")
     rng = np.random.default_rng(3)
     x = rng.normal(size=(60, 1))
@@ -182,7 +132,7 @@ def test_chronos2_reads_channels_and_covariates_itself(tmp_path):
     import torch
 
     torch.manual_seed(0)
-    _chronos2(tmp_path)
+    chronos2(tmp_path)
     forecaster = third_party.load(tmp_path)
     assert forecaster.describe().covariates == forecaster.describe().multivariate == "native"
     rng = np.random.default_rng(4)

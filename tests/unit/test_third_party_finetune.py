@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.unit.test_third_party_chronos import _bolt, _chronos2
+from tests.third_party_checkpoints import bolt, chronos2
 from tsfm_core import third_party
 from tsfm_core.finetune import FinetuneConfig, LoraConfig
 from tsfm_core.series import Series
@@ -19,7 +19,7 @@ def base(request, tmp_path):
     import torch
 
     torch.manual_seed(0)
-    {"chronos-bolt": _bolt, "chronos-2": _chronos2}[request.param](tmp_path / "base")
+    {"chronos-bolt": bolt, "chronos-2": chronos2}[request.param](tmp_path / "base")
     return third_party.load(tmp_path / "base")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tsfm_core.finetune import FinetuneConfig
+from tsfm_core.finetune import FinetuneConfig, NonFiniteTraining
 from tsfm_core.third_party.chronos import ChronosForecaster
 
 FINETUNABLE = ("chronos-bolt", "chronos-2")
@@ -93,7 +93,8 @@ def _train_bolt(forecaster: ChronosForecaster, histories: list[np.ndarray], cfg:
             context = left_pad_and_stack_1D([torch.from_numpy(c) for c in contexts]).to(model.device)
             loss = model(context=context, target=torch.from_numpy(targets).to(model.device)).loss
             if not torch.isfinite(loss):
-                raise RuntimeError("Chronos-Bolt fine-tuning produced a non-finite loss")
+                # The serving layer answers this 422 (the request's data or settings), as for our own model.
+                raise NonFiniteTraining("Chronos-Bolt fine-tuning produced a non-finite loss")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
