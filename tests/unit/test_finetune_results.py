@@ -283,6 +283,8 @@ def test_a_rejected_model_is_a_clear_409_on_every_forecast_route(tmp_path):
     assert r.status_code == 409 and r.json()["detail"][0]["type"] == "model_rejected", r.text
     shown = client.get(f"/v1/models/{record.fine_tuned_model}", headers=auth).json()
     assert shown["status"] == "rejected" and shown["validation"]["worse_than_base"] and shown["id"] == record.fine_tuned_model
+    cohere = client.get(f"/v1/finetuning/finetuned-models/{record.fine_tuned_model}", headers=auth).json()
+    assert cohere["finetuned_model"]["status"] == "STATUS_FAILED"  # Cohere has no rejected state: not usable
 
 
 def test_evaluation_steps_carry_their_validation_scores_into_events():
