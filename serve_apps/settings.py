@@ -79,6 +79,10 @@ class Settings:
     # How long such a synchronous call waits for its job before a 504 that points to the async API.
     # Below the nixtla SDK's 60 s read timeout, so its users see that answer rather than a timeout.
     finetune_wait_s: float = field(default_factory=lambda: float(os.environ.get("TSFM_FINETUNE_WAIT_S", "50")))
+    # A fine-tune worse than its base on its validation data always says so (finetuning.verdict); with
+    # this on, such a model is also not promoted: its job succeeds, the model stays `rejected`, unserved.
+    refuse_worse_finetunes: bool = field(
+        default_factory=lambda: os.environ.get("TSFM_REFUSE_WORSE_FINETUNES", "0").strip().lower() in ("1", "true", "yes"))
     # Nixtla async jobs one ingress replica runs at once (the rest wait, pending, in the database).
     async_jobs_per_replica: int = field(default_factory=lambda: _env_int("TSFM_ASYNC_JOBS_PER_REPLICA", 2))
 

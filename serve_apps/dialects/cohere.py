@@ -33,7 +33,9 @@ LORA_TARGETS = {"LORA_TARGET_MODULES_QV": "QV", "LORA_TARGET_MODULES_QKVO": "QKV
 # TEMPORARILY_OFFLINE (a ready model is always loadable from its artifacts).
 MODEL_STATUS = {ModelStatus.QUEUED: "STATUS_QUEUED", ModelStatus.FINETUNING: "STATUS_FINETUNING",
                 ModelStatus.READY: "STATUS_READY", ModelStatus.FAILED: "STATUS_FAILED",
-                ModelStatus.CANCELLED: "STATUS_FAILED", ModelStatus.DELETED: "STATUS_DELETED"}
+                ModelStatus.CANCELLED: "STATUS_FAILED", ModelStatus.DELETED: "STATUS_DELETED",
+                # Trained but refused as worse than its base (TSFM_REFUSE_WORSE_FINETUNES): not usable.
+                ModelStatus.REJECTED: "STATUS_FAILED"}
 JOB_STATUS = {JobStatus.VALIDATING_FILES: "STATUS_QUEUED", JobStatus.QUEUED: "STATUS_QUEUED",
               JobStatus.RUNNING: "STATUS_FINETUNING", JobStatus.SUCCEEDED: "STATUS_READY",
               JobStatus.FAILED: "STATUS_FAILED", JobStatus.CANCELLED: "STATUS_FAILED"}

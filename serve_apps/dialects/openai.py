@@ -4,6 +4,11 @@
 extension); see train_jobs.tracking. Time-series specifics ride in `hyperparameters` next to OpenAI's own keys (n_epochs, batch_size,
 learning_rate_multiplier): `finetune_depth`, `finetune_loss`, `steps`, `lora_rank`, `lora_alpha`,
 `lora_target_modules`. One epoch is one pass over the file's windows of `output_patch_len` points.
+
+`fine_tuned_model` is OpenAI's `ft:<base>:<org>:<suffix>:<id>` (models.ft_names); `result_files`
+holds the id of the step-metrics CSV a succeeded job leaves (finetuning.results);
+`estimated_finish` is predicted from the measured step rate while the job runs. `validation` (an
+extra field) is the base-vs-finetuned verdict of a succeeded job (finetuning.verdict).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from serve_apps.dialects.numbers import Number, PositiveCount
 from serve_apps.dialects.types import Depth, LoraTargets, Loss
 from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
+from serve_apps.models.ft_names import MAX_SUFFIX, SUFFIX_PATTERN, fine_tuned_model_name
+from serve_apps.models.registry import public_id
 from serve_apps.storage.files import FileRecord
 from train_jobs.spec import MlflowTarget, TrackingConfig, TrainingSpec, WandbTarget
 from tsfm_core.finetune import (
@@ -109,7 +116,8 @@ class JobCreate(BaseModel):
     validation_file: str | None = None
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
-    suffix: str | None = Field(default=None, max_length=64)
+    # Part of the model's name (models.ft_names): up to 64 letters, digits, '.', '_' or '-'.
+    suffix: str | None = Field(default=None, max_length=MAX_SUFFIX, pattern=SUFFIX_PATTERN)
     seed: int | None = Field(default=None, ge=0)
     metadata: dict[str, str] | None = None
     integrations: list[Integration] | None = None
@@ -157,21 +165,28 @@ def file_view(f: FileRecord) -> dict:
             "purpose": f.purpose, "status": "processed", "status_details": None, "expires_at": None}
 
 
+def job_model_name(job: JobRecord) -> str:
+    """The OpenAI-style name of the model `job` produces (the registry record's `fine_tuned_model`)."""
+    return fine_tuned_model_name(public_id(job.base_model_id), job.organization, job.request.get("suffix"),
+                                 public_id(job.model_id))
+
+
 def job_view(job: JobRecord) -> dict:
     spec, ft = job.spec, job.spec.finetune
+    running = job.status == JobStatus.RUNNING
     method = {"n_epochs": spec.epochs, "batch_size": ft.batch_size, "learning_rate_multiplier": ft.learning_rate / BASE_LR}
     return {
         "id": job.id,
         "object": "fine_tuning.job",
         "created_at": int(job.created_at),
         "error": job.error,
-        "fine_tuned_model": job.model_id if job.status == JobStatus.SUCCEEDED else None,
+        "fine_tuned_model": job_model_name(job) if job.status == JobStatus.SUCCEEDED else None,
         "finished_at": int(job.finished_at) if job.finished_at else None,
         "hyperparameters": {**method, "steps": ft.steps, "finetune_depth": ft.depth, "finetune_loss": ft.loss,
                             "lora_rank": ft.lora.rank if ft.lora else None},
         "model": job.model,
         "organization_id": job.organization,
-        "result_files": [],
+        "result_files": job.result_files or [],
         "seed": ft.seed,
         "status": job.status,
         "trained_tokens": job.trained_tokens if job.status == JobStatus.SUCCEEDED else None,
@@ -181,8 +196,9 @@ def job_view(job: JobRecord) -> dict:
         "metadata": job.request.get("metadata"),
         "suffix": job.request.get("suffix"),
         "method": {"type": "supervised", "supervised": {"hyperparameters": method}},
-        "estimated_finish": None,
+        "estimated_finish": int(job.estimated_finish) if running and job.estimated_finish else None,
         "user_provided_suffix": job.request.get("suffix"),
+        "validation": job.validation,
     }
 
 
@@ -194,9 +210,10 @@ def event_view(e: EventRecord) -> dict:
 def checkpoint_view(job: JobRecord, e: EventRecord) -> dict:
     step = e.data["step"]
     return {"id": f"ftckpt-{e.id.removeprefix('ftevent-')}", "object": "fine_tuning.job.checkpoint",
-            "created_at": int(e.created_at), "fine_tuned_model_checkpoint": f"{job.model_id}:ckpt-step-{step}",
+            "created_at": int(e.created_at), "fine_tuned_model_checkpoint": f"{job_model_name(job)}:ckpt-step-{step}",
             "fine_tuning_job_id": job.id, "step_number": step,
-            "metrics": {"step": step, "train_loss": e.data.get("train_loss")}}
+            "metrics": {"step": step, "train_loss": e.data.get("train_loss"),
+                        **{k: e.data[k] for k in ("valid_loss", "valid_mase") if k in e.data}}}
 
 
 def page(items: list[dict], after: str | None, limit: int) -> dict[str, Any]:

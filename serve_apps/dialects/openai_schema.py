@@ -83,8 +83,13 @@ class FineTuningJob(Out):
     metadata: dict[str, str] | None
     suffix: str | None
     method: MethodView
-    estimated_finish: int | None
+    estimated_finish: int | None = Field(description="Unix seconds the job is predicted to finish at, from the "
+                                         "measured step rate; null before its first steps and once it finished")
     user_provided_suffix: str | None
+    validation: dict[str, Any] | None = Field(
+        default=None, description="tsfm-cluster extra, set when the job succeeded: base-vs-finetuned validation "
+        "scores. outcome: improved | no_improvement (base weights kept) | worse | not_validated; base and "
+        "finetuned: {loss, mase}; selected_step (0: the base); windows; worse_than_base; message")
 
 
 class JobList(Out):
@@ -112,6 +117,8 @@ class JobEventList(Out):
 class CheckpointMetrics(Out):
     step: int
     train_loss: float | None
+    valid_loss: float | None = None  # when the checkpoint's step was an evaluation
+    valid_mase: float | None = None
 
 
 class JobCheckpoint(Out):
@@ -141,7 +148,12 @@ class Model(Out):
     max_context_length: int | None = None
     base_model: str | None = None
     created: int | None = None
-    status: str | None = None
+    status: str | None = Field(default=None, description="finetuned: queued | finetuning | ready | rejected (worse "
+                               "than its base and not promoted: TSFM_REFUSE_WORSE_FINETUNES) | failed | cancelled")
+    fine_tuned_model: str | None = Field(default=None, description="finetuned: its OpenAI-style name "
+                                         "ft:<base>:<org>:<suffix>:<id>, usable wherever its id is")
+    validation: dict[str, Any] | None = Field(default=None, description="finetuned: the base-vs-finetuned "
+                                              "validation verdict (as the job's `validation`) and `promoted`")
 
 
 class ModelList(Out):

@@ -3,7 +3,7 @@ in step with them.
 
 A reconcile loop (every `poll_interval_s`) submits queued jobs through the Ray Jobs API, follows
 running ones (status, the run's progress file -> metrics and checkpoint events), and finishes
-them: a succeeded run's model becomes `ready` in the registry, a failed one records its error.
+them: a succeeded run's model becomes `ready` in the registry (see finish), a failed one records its error.
 Jobs live in the database, so after a server restart the loop finds them again: a Ray job that is
 still known to the cluster is re-attached; one the cluster no longer knows (the embedded local
 cluster died with the server) is resubmitted under the same Ray Train run name, and Ray Train
@@ -28,11 +28,9 @@ recorded only if no one recorded attempt n first.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shlex
-import shutil
 import socket
 import sys
 import uuid
@@ -41,12 +39,15 @@ from pathlib import Path
 
 from ray.job_submission import JobStatus as RayJobStatus
 from ray.job_submission import JobSubmissionClient
+from ray.util.metrics import Counter
 
+from serve_apps.finetuning.finish import finish_succeeded
 from serve_apps.finetuning.progress import complete_lines, fold
 from serve_apps.finetuning.store import JobRecord, JobStatus, JobStore
 from serve_apps.models.registry import ModelStatus, Registry
 from serve_apps.models.resolver import ModelResolver
 from serve_apps.settings import Settings
+from serve_apps.storage.files import FileStore
 from train_jobs.spec import FinetuneRun
 
 log = logging.getLogger("ray.serve")
@@ -113,6 +114,12 @@ class JobManager:
         self.settings = Settings.from_dict(settings)
         self.jobs = JobStore(self.settings.database_url)
         self.registry = Registry(self.settings.database_url, self.settings.artifact_dir)
+        self.files = FileStore(self.settings.database_url, self.settings.artifact_dir)  # results files
+        # Operators see how often fine-tunes help, keep the base or are worse (finetuning.verdict);
+        # counted in the deployment's actor, exported like the serving metrics.
+        self._outcomes = Counter("tsfm_finetune_outcomes_total", "Succeeded fine-tuning jobs by their verdict against "
+                                 "the base on validation, and whether the model was promoted.",
+                                 tag_keys=("outcome", "promoted"))
         self.resolver = ModelResolver(self.registry)
         self._client: JobSubmissionClient | None = None
         self._lock = asyncio.Lock()
@@ -282,16 +289,11 @@ class JobManager:
             self.registry.set_status(job.model_id, ModelStatus.CANCELLED)
 
     def _finish_succeeded(self, job: JobRecord) -> None:
-        output = self.registry.artifact_path_for(job.model_id)
-        config_path = output / "config.json"
-        if not config_path.exists():
-            return  # the driver is still writing the model; next round
-        summary = json.loads(config_path.read_text()).get("training", {})
-        points = int(summary.get("finetune_points", job.trained_tokens))
-        if self.jobs.transition(job.id, JobStatus.SUCCEEDED, f"Fine-tuning succeeded: model {job.model_id} is ready",
-                                finished_at=_now(), trained_tokens=points):
-            self.registry.set_status(job.model_id, ModelStatus.READY, finetune_tokens=points)
-            shutil.copy(output / "metrics.jsonl", job_dir(self.settings, job.id) / "metrics.jsonl")
+        finished = finish_succeeded(job, self.jobs, self.registry, self.files, job_dir(self.settings, job.id),
+                                    self.settings.refuse_worse_finetunes)
+        if finished is not None:
+            verdict, promoted = finished
+            self._outcomes.inc(tags={"outcome": verdict.outcome, "promoted": str(promoted).lower()})
 
     def _read_progress(self, job: JobRecord) -> None:
         path = job_dir(self.settings, job.id) / "progress.jsonl"

@@ -11,7 +11,7 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from serve_apps.auth import Caller
-from serve_apps.errors import ApiError, not_found
+from serve_apps.errors import ApiError, invalid, not_found
 from serve_apps.finetuning.manager import TRAINING_DATA, VALIDATION_DATA, job_dir
 from serve_apps.finetuning.store import JobNotFound, JobRecord, JobStore
 from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
@@ -58,6 +58,9 @@ class FinetuningService:
                 validation_file: FileRecord | None, request: dict, model_params: dict,
                 series: list[np.ndarray] | None = None, model_id: str | None = None,
                 freq: str | None = None) -> JobRecord:
+        for f in (file, validation_file):
+            if f is not None and not f.is_series:  # the routes name the field; this guards every caller
+                raise invalid(["body"], f"file {f.id!r} is not a series file; upload one to train on")
         check_job_quota(self.jobs.engine, caller.organization,
                         self.settings.limit(self.settings.max_concurrent_jobs, DEFAULT_CONCURRENT_JOBS))
         model_id = model_id or new_model_id()

@@ -63,10 +63,24 @@ jobs = sa.Table(
     sa.Column("checkpoint_step", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("owner", sa.String(128), nullable=True),  # the job manager holding the lease
     sa.Column("lease_expires_at", sa.Float, nullable=True),
+    # Step-rate anchor and the finish it predicts (progress.step_rate).
+    sa.Column("rate_step", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("rate_time", sa.Float, nullable=True),
+    sa.Column("estimated_finish", sa.Float, nullable=True),
+    # Set when it succeeds: the ids of its results files (JSON list), its base-vs-finetuned verdict (JSON).
+    sa.Column("result_files", sa.Text, nullable=True),
+    sa.Column("validation", sa.Text, nullable=True),
     # Bumped by each settings change made before the run was submitted (a Cohere PATCH): a
     # submission is recorded only for the version it was made from.
     sa.Column("spec_version", sa.Integer, nullable=False, default=0, server_default="0"),
 )
+
+# The event type of a finished job's base-vs-finetuned verdict (finetuning.verdict). Not "metrics":
+# clients read a step and a training loss from every metrics event (OpenAI's, Cohere's step metrics).
+VALIDATION_EVENT = "validation"
+
+# Columns held as JSON text.
+_JSON_COLUMNS = ("request", "error", "result_files", "validation")
 
 events = sa.Table(
     "job_events", metadata,
@@ -75,7 +89,7 @@ events = sa.Table(
     sa.Column("job_id", sa.String(64), nullable=False, index=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("level", sa.String(16), nullable=False),
-    sa.Column("type", sa.String(16), nullable=False),  # message | metrics | status | checkpoint
+    sa.Column("type", sa.String(16), nullable=False),  # message | metrics | status | checkpoint | validation
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("data", sa.Text, nullable=True),
 )
@@ -110,11 +124,17 @@ class JobRecord:
     checkpoint_step: int = 0
     owner: str | None = None
     lease_expires_at: float | None = None
+    rate_step: int = 0
+    rate_time: float | None = None
+    estimated_finish: float | None = None
+    result_files: list[str] | None = None
+    validation: dict | None = None  # finetuning.verdict.Verdict.to_dict()
     spec_version: int = 0
 
     @property
     def progress(self) -> Progress:
-        return Progress(self.progress_offset, self.recorded_step, self.checkpoint_step, self.trained_tokens)
+        return Progress(self.progress_offset, self.recorded_step, self.checkpoint_step, self.trained_tokens,
+                        self.rate_step, self.rate_time, self.estimated_finish)
 
     def leased_to_another(self, owner: str, at: float) -> bool:
         """Whether another manager held a live lease on this job when the row was read."""
@@ -124,8 +144,9 @@ class JobRecord:
     def from_row(cls, row) -> "JobRecord":
         d = dict(row._mapping)
         d["spec"] = TrainingSpec.from_json(d.pop("config"))
-        d["request"] = json.loads(d["request"])
-        d["error"] = json.loads(d["error"]) if d["error"] else None
+        for key in _JSON_COLUMNS:
+            d[key] = json.loads(d[key]) if d.get(key) else None
+        d["request"] = d["request"] or {}
         d["status"] = JobStatus(d["status"])
         return cls(**d)
 
@@ -186,20 +207,19 @@ class JobStore(Store[JobRecord]):
         return self.select(sa.select(jobs).where(jobs.c.status.in_(_ACTIVE_VALUES)))
 
     def update(self, job_id: str, **values) -> None:
-        for key in ("request", "error"):
-            if key in values and values[key] is not None:
-                values[key] = json.dumps(values[key])
         with self.engine.begin() as conn:
-            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(**_encoded(values)))
 
-    def transition(self, job_id: str, status: JobStatus, message: str, level: str = "info", **values) -> bool:
-        """Moves an active job to `status` (recording an event); False if it already left ACTIVE."""
-        if "error" in values and values["error"] is not None:
-            values["error"] = json.dumps(values["error"])
+    def transition(self, job_id: str, status: JobStatus, message: str, level: str = "info",
+                   events_before: list[NewEvent] | None = None, **values) -> bool:
+        """Moves an active job to `status` (recording an event, after `events_before`, in the same
+        transaction); False if it already left ACTIVE."""
         with self.engine.begin() as conn:
             done = conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status.in_(_ACTIVE_VALUES))
-                                .values(status=status.value, **values)).rowcount
+                                .values(status=status.value, **_encoded(values))).rowcount
             if done:
+                for e in events_before or []:
+                    self._event(conn, job_id, e.level, e.type, e.message, e.data)
                 self._event(conn, job_id, level, "status", message, {"status": status.value})
         return bool(done)
 
@@ -265,7 +285,9 @@ class JobStore(Store[JobRecord]):
                 c.id == job_id, c.owner == owner, c.progress_offset == read_from.offset,
                 c.recorded_step == read_from.recorded_step, c.checkpoint_step == read_from.checkpoint_step)
                 .values(progress_offset=read_to.offset, recorded_step=read_to.recorded_step,
-                        checkpoint_step=read_to.checkpoint_step, trained_tokens=read_to.trained_tokens)).rowcount == 1
+                        checkpoint_step=read_to.checkpoint_step, trained_tokens=read_to.trained_tokens,
+                        rate_step=read_to.rate_step, rate_time=read_to.rate_time,
+                        estimated_finish=read_to.estimated_finish)).rowcount == 1
             if done:
                 for e in new_events:
                     self._event(conn, job_id, e.level, e.type, e.message, e.data)
@@ -288,6 +310,11 @@ class JobStore(Store[JobRecord]):
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(events.c.seq)).all()
         return [EventRecord(**{**r._mapping, "data": json.loads(r.data) if r.data else None}) for r in rows]
+
+
+def _encoded(values: dict) -> dict:
+    """`values` with the JSON columns' values as JSON text (None stays NULL)."""
+    return {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v for k, v in values.items()}
 
 
 def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:

@@ -35,6 +35,15 @@ def own_file(svc: Services, file_id: str, who: Caller, loc: list) -> FileRecord:
         raise not_found(loc, f"file {file_id!r}") from None
 
 
+def series_file(svc: Services, file_id: str, who: Caller, loc: list) -> FileRecord:
+    """An upload to train or validate on (a results file the server wrote is not one)."""
+    record = own_file(svc, file_id, who, loc)
+    if not record.is_series:
+        raise invalid(loc, f"file {file_id!r} (purpose {record.purpose!r}) is not a series file; upload one to "
+                      "train on")
+    return record
+
+
 # ---- files ------------------------------------------------------------------------------------------
 @router.post("/v1/files", response_model=schema.FileObject, responses=BODY, **RESPONSE)
 async def upload_file(file: UploadFile = File(...), purpose: str = Form(...), who: Caller = Depends(caller),
@@ -81,13 +90,14 @@ async def delete_file(file_id: str, who: Caller = Depends(caller), svc: Services
              responses={**BODY, **NOT_FOUND, **error_responses("openai", 409)}, **RESPONSE)
 async def create_job(body: openai.JobCreate, who: Caller = Depends(caller), svc: Services = Depends(services)) -> dict:
     base = svc.resolver.resolve_trainable(body.model, who.organization, ["body", "model"])
-    file = own_file(svc, body.training_file, who, ["body", "training_file"])
-    validation = own_file(svc, body.validation_file, who, ["body", "validation_file"]) if body.validation_file else None
+    file = series_file(svc, body.training_file, who, ["body", "training_file"])
+    validation = series_file(svc, body.validation_file, who, ["body", "validation_file"]) if body.validation_file else None
     spec = openai.training_spec(body.resolved_hyperparameters(), file, base.id, body.seed or 0,
                                 svc.base.output_patch_len, svc.settings.max_job_steps, body.hyperparameters_loc())
     spec = replace(spec, tracking=openai.tracking_config(body.integrations))
+    # The suffix is part of the model's name (registry: ModelRecord.fine_tuned_model).
     job = await svc.finetuning.create(who, "openai", body.model, spec, file, validation,
-                                      body.model_dump(mode="json"), {})
+                                      body.model_dump(mode="json"), {"suffix": body.suffix})
     return openai.job_view(job)
 
 
@@ -133,8 +143,11 @@ def _base_view(svc: Services, e: BaseModelEntry) -> dict:
 
 
 def _finetuned_view(r: ModelRecord) -> dict:
-    return {"id": r.public_id, "object": "model", "owned_by": r.organization, "kind": "finetuned",
-            "base_model": r.public_base_model_id, "created": int(r.created_at), "status": r.status}
+    """Models made by OpenAI-style jobs go by their `ft:...` name, as OpenAI lists them; others by id."""
+    return {"id": r.fine_tuned_model if r.source == "openai" else r.public_id, "object": "model",
+            "owned_by": r.organization, "kind": "finetuned", "base_model": r.public_base_model_id,
+            "created": int(r.created_at), "status": r.status, "fine_tuned_model": r.fine_tuned_model,
+            "validation": r.params.get("validation")}
 
 
 @router.get("/v1/models", response_model=schema.ModelList, **RESPONSE)

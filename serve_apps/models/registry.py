@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from serve_apps.models.ft_names import fine_tuned_model_name, model_id_of
 from serve_apps.storage.db import Status, Store, metadata, new_id
 
 models = sa.Table(
@@ -41,11 +42,15 @@ models = sa.Table(
 
 
 class ModelStatus(Status):
-    """A finetuned model's life: queued -> finetuning -> ready | failed | cancelled; deleted (soft)."""
+    """A finetuned model's life: queued -> finetuning -> ready | rejected | failed | cancelled; deleted (soft).
+
+    `rejected`: trained, but worse than its base on validation while the operator refuses to
+    promote such models (TSFM_REFUSE_WORSE_FINETUNES); it is kept for inspection, never served."""
 
     QUEUED = "queued"
     FINETUNING = "finetuning"
     READY = "ready"
+    REJECTED = "rejected"
     FAILED = "failed"
     CANCELLED = "cancelled"
     DELETED = "deleted"
@@ -82,6 +87,12 @@ class ModelRecord:
     @property
     def public_base_model_id(self) -> str:
         return public_id(self.base_model_id)
+
+    @property
+    def fine_tuned_model(self) -> str:
+        """Its OpenAI-style name (models.ft_names), with the suffix its job was created with."""
+        return fine_tuned_model_name(self.public_base_model_id, self.organization, self.params.get("suffix"),
+                                     self.public_id)
 
     @classmethod
     def from_row(cls, row) -> "ModelRecord":
@@ -142,13 +153,18 @@ class Registry(Store[ModelRecord]):
         """By stored id; with `organization`, by the name that organization uses (public or stored)."""
         if organization is None:
             return super().get(record_id)
-        query = sa.select(models).where(self._named(record_id, organization) | sa.and_(
-            models.c.id == record_id, models.c.organization == organization), models.c.deleted_at.is_(None))
+        named_id = model_id_of(record_id)  # an `ft:...` name: found by its id, then checked whole
+        lookup = named_id or record_id
+        query = sa.select(models).where(self._named(lookup, organization) | sa.and_(
+            models.c.id == lookup, models.c.organization == organization), models.c.deleted_at.is_(None))
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
             raise ModelNotFound(record_id)
-        return self.record(row)
+        record = self.record(row)
+        if named_id is not None and record.fine_tuned_model != record_id:
+            raise ModelNotFound(record_id)
+        return record
 
     def add(self, *, model_id: str, organization: str, base_model_id: str, source: str, created_by: str,
             freq: str | None, steps: int, depth: int, loss: str, finetune_tokens: int, params: dict,

@@ -106,6 +106,10 @@ class ModelResolver:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         record = self.own_model(name, organization, loc)
+        if record.status == ModelStatus.REJECTED:
+            # Trained, but not promoted (finetuning.verdict): say why rather than just "not ready".
+            reason = (record.params.get("validation") or {}).get("message", "it is worse than its base on validation")
+            raise ApiError(409, loc, f"model {name!r} was not promoted by this server: {reason}", "model_rejected")
         if record.status != ModelStatus.READY:
             raise ApiError(409, loc, f"model {name!r} is not ready (status {record.status})", "not_ready")
         resolved = ResolvedModel(record.id, "finetuned", Path(record.artifact_path))

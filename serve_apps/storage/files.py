@@ -1,5 +1,6 @@
 """Uploaded training files: validated, normalised to Parquet and written to disk before the
-upload is acknowledged, so nothing accepted is lost."""
+upload is acknowledged, so nothing accepted is lost. The server also writes files of its own for
+clients to download (a fine-tune's `fine-tune-results` CSV): stored as they are, never trained on."""
 
 from __future__ import annotations
 
@@ -63,6 +64,11 @@ class FileRecord:
     @property
     def raw_path(self) -> Path:
         return Path(self.path) / RAW_NAME
+
+    @property
+    def is_series(self) -> bool:
+        """Whether it can be trained on: an upload parsed into series (not a file the server made)."""
+        return self.series_path.exists()
 
 
 def parse_series_file(filename: str, content: bytes) -> dict:
@@ -133,6 +139,18 @@ class FileStore(Store[FileRecord]):
         row = dict(id=file_id, organization=organization, filename=filename, purpose=purpose, bytes=len(content),
                    created_at=now(), deleted_at=None, n_series=len(series),
                    n_points=int(sum(len(v) for v in series.values())), path=str(directory))
+        with self.engine.begin() as conn:
+            conn.execute(files.insert().values(**row))
+        return FileRecord(**row)
+
+    def create_generated(self, organization: str, filename: str, purpose: str, content: bytes) -> FileRecord:
+        """A file the server made for `organization` (e.g. a job's results): kept as given, not parsed."""
+        file_id = new_id("file")
+        directory = self.root / file_id
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / RAW_NAME).write_bytes(content)
+        row = dict(id=file_id, organization=organization, filename=filename, purpose=purpose, bytes=len(content),
+                   created_at=now(), deleted_at=None, n_series=0, n_points=0, path=str(directory))
         with self.engine.begin() as conn:
             conn.execute(files.insert().values(**row))
         return FileRecord(**row)

@@ -2,7 +2,9 @@
 openai and cohere SDKs; one registry shared with /v1/forecast and the Nixtla routes; API keys
 and per-organization isolation."""
 
+import csv
 import io
+import re
 import time
 
 import cohere
@@ -69,23 +71,43 @@ def test_openai_job_lifecycle_and_forecast_with_the_result(oa, http, training_fi
     assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.batch_size == 16
     done = wait_for(lambda: oa.fine_tuning.jobs.retrieve(job.id), lambda j: j.status in ("succeeded", "failed", "cancelled"))
     assert done.status == "succeeded", done.error
-    assert done.fine_tuned_model and done.trained_tokens > 0 and done.finished_at >= done.created_at
+    assert done.trained_tokens > 0 and done.finished_at >= done.created_at and done.estimated_finish is None
+    # OpenAI's naming: ft:<base>:<org>:<suffix>:<id>; the id is what the Nixtla routes know it by.
+    assert re.fullmatch(r"ft:tsfm-base:acme:demo:ft-[0-9a-f]{24}", done.fine_tuned_model), done.fine_tuned_model
+    model_id = done.fine_tuned_model.rsplit(":", 1)[1]
     events = list(oa.fine_tuning.jobs.list_events(job.id))
     messages = [e.message for e in events]
     assert messages[-1].startswith("Validated") and messages[0].startswith("Fine-tuning succeeded")
-    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    steps = [e.data["step"] for e in events if e.type == "metrics" and "train_loss" in e.data]
     assert sorted(steps) == list(range(1, max(steps) + 1))
+    # Never silently worse: the verdict against the base is an event, a job field and on the model.
+    verdict = done.to_dict()["validation"]
+    assert verdict["outcome"] in ("improved", "no_improvement") and not verdict["worse_than_base"]
+    assert verdict["finetuned"]["mase"] <= verdict["base"]["mase"]
+    assert any(e.data.get("base_valid_mase") == verdict["base"]["mase"] and e.level == "info" for e in events)
+    assert oa.models.retrieve(done.fine_tuned_model).to_dict()["validation"]["outcome"] == verdict["outcome"]
+    # result_files: the step-metrics CSV, owned by the job's organization.
+    [results_id] = done.result_files
+    assert results_id in [f.id for f in oa.files.list(purpose="fine-tune-results")]
+    rows = list(csv.DictReader(io.StringIO(oa.files.content(results_id).text)))
+    assert list(rows[0])[:4] == ["step", "train_loss", "valid_loss", "valid_mase"]
+    assert [int(r["step"]) for r in rows] == list(range(max(steps) + 1))  # step 0: the base's scores
+    assert float(rows[0]["valid_mase"]) == pytest.approx(verdict["base"]["mase"])
+    train_losses = {e.data["step"]: e.data["train_loss"] for e in events if e.type == "metrics" and "train_loss" in e.data}
+    assert {int(r["step"]): float(r["train_loss"]) for r in rows[1:]} == pytest.approx(train_losses)
     checkpoints = list(oa.fine_tuning.jobs.checkpoints.list(job.id))
-    assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint.startswith(done.fine_tuned_model)
+    assert checkpoints and checkpoints[0].fine_tuned_model_checkpoint.startswith(done.fine_tuned_model + ":ckpt-step-")
     assert job.id in [j.id for j in oa.fine_tuning.jobs.list()]
+    assert oa.models.retrieve(done.fine_tuned_model).id == done.fine_tuned_model
+    assert done.fine_tuned_model in [m.id for m in oa.models.list()]
     # One registry: the job's model serves /v1/forecast, /v2/forecast and shows in every listing.
     r = http.post("/v1/forecast", json={"model": done.fine_tuned_model, "inputs": [{"target": [[1.0], [2.0], [3.0]]}],
                                         "parameters": {"prediction_length": 4}})
-    assert r.status_code == 200 and r.json()["served_model"] == done.fine_tuned_model
+    assert r.status_code == 200 and r.json()["served_model"] == model_id
     r = http.post("/v2/forecast", json={"series": {"y": [1.0, 2.0, 3.0], "sizes": [3]}, "h": 2, "freq": "D",
-                                        "finetuned_model_id": done.fine_tuned_model})
+                                        "finetuned_model_id": model_id})
     assert r.status_code == 200 and len(r.json()["mean"]) == 2
-    assert done.fine_tuned_model in [m["id"] for m in http.get("/v2/finetuned_models").json()["finetuned_models"]]
+    assert model_id in [m["id"] for m in http.get("/v2/finetuned_models").json()["finetuned_models"]]
     assert http.get(f"/v1/finetuning/finetuned-models/{done.fine_tuned_model}").json()["finetuned_model"]["status"] == "STATUS_READY"
     with pytest.raises(openai.ConflictError):
         oa.fine_tuning.jobs.cancel(job.id)
@@ -110,6 +132,8 @@ JOB_BAD = [
     ({"hyperparameters": {"finetune_depth": 9}}, "hyperparameters.finetune_depth", 422),
     ({"hyperparameters": {"unknown": 1}}, "hyperparameters.unknown", 422),
     ({"method": {"type": "dpo"}}, "method.type", 422),
+    ({"suffix": "x" * 65}, "suffix", 422),  # OpenAI's limit
+    ({"suffix": "no spaces"}, "suffix", 422),  # the name ft:<base>:<org>:<suffix>:<id> must stay parseable
 ]
 
 

@@ -4,6 +4,7 @@ resumes from its last checkpoint, the async job is redone from its stored body."
 
 import io
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,11 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
                                                  "freq": "D", "finetune_steps": 2, "output_model_id": "kept"}).status_code == 200
         # Wait until the run has written a checkpoint, then take the whole server (and its Ray) down.
         wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"], bool)
-        assert client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["status"] == "running"
+        running = client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+        assert running["status"] == "running"
+        # The checkpoint came with the run's second report at the earliest: the step rate is measured,
+        # and hundreds of steps are left, so the predicted finish is ahead (within a day here).
+        assert time.time() < running["estimated_finish"] < time.time() + 86400, running
         async_job = client.post("/v2/finetune/async", json={
             "series": {"y": [float(v) for v in seasonal_series(200)], "sizes": [200]}, "freq": "D",
             "finetune_steps": 500, "output_model_id": "from-async"}).json()["job_id"]
@@ -47,7 +52,7 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         assert client.get("/v2/finetuned_models/kept").json()["id"] == "kept"
         done = wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job['id']}").json(),
                      lambda j: j["status"] in ("succeeded", "failed", "cancelled"), timeout=600)
-        assert done["status"] == "succeeded", done
+        assert done["status"] == "succeeded" and done["estimated_finish"] is None, done
         events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=1000").json()["data"]
         assert any(e["message"].startswith("Resubmitted to Ray (attempt 2)") for e in events)
         # The resumed run re-reported the steps after its checkpoint; each step is recorded once.

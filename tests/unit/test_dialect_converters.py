@@ -49,7 +49,8 @@ def test_openai_job_view_reads_the_spec():
                     spec=spec, request=body.model_dump(mode="json"), error=None, created_at=1.0, started_at=2.0,
                     finished_at=3.0, trained_tokens=640, submission_id=None, attempts=1, progress_offset=0)
     view = openai.job_view(job)
-    assert view["status"] == "succeeded" and view["fine_tuned_model"] == "ft-1" and view["trained_tokens"] == 640
+    assert view["status"] == "succeeded" and view["trained_tokens"] == 640
+    assert view["fine_tuned_model"] == "ft:tsfm-base:acme:mine:ft-1"  # OpenAI's ft:<base>:<org>:<suffix>:<id>
     assert view["hyperparameters"]["n_epochs"] == 3 and view["hyperparameters"]["learning_rate_multiplier"] == 1.0
     assert view["method"]["supervised"]["hyperparameters"]["batch_size"] == 32 and view["suffix"] == "mine"
 
