@@ -5,6 +5,7 @@ job manager is a stand-in here (the jobs are finished by hand); tests/integratio
 runs one through Ray Train."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ class Caller:
 
 @pytest.fixture
 def cluster(tmp_path):
-    settings = Settings(home=str(tmp_path), replica_finetune_steps=20, max_job_steps=1000, finetune_wait_s=0.3)
+    settings = Settings(home=str(tmp_path), replica_finetune_steps=20, max_job_steps=1000, finetune_wait_s=2)  # waits long enough for a loaded machine
     registry = Registry(settings.database_url, settings.artifact_dir)
     resolver = ModelResolver(registry)
     service = FinetuningService(settings, registry, JobStore(settings.database_url), resolver, JobManagerHandle())
@@ -66,6 +67,14 @@ def _body(steps: int, **extra) -> nixtla.NixtlaFinetuneBody:
 
 def _prepare(cluster, body, in_job=False):
     return cluster.prepare_finetune(body, Caller(), "tsfm-base", nixtla.finetune_config(body, 1000), in_job)
+
+
+async def _job_created(cluster, timeout: float = 30) -> None:
+    """Until the call under test has recorded its job (it does so off the event loop)."""
+    deadline = time.monotonic() + timeout
+    while not cluster.jobs.active():
+        assert time.monotonic() < deadline, "the call recorded no job"
+        await asyncio.sleep(0.02)
 
 
 def _finish(cluster, status=JobStatus.SUCCEEDED, points=123):
@@ -118,7 +127,7 @@ def test_a_failed_or_cancelled_job_is_an_error_that_is_not_retried(cluster):
     async def scenario():
         for status, code in ((JobStatus.FAILED, 500), (JobStatus.CANCELLED, 410)):
             task = asyncio.ensure_future(_prepare(cluster, _body(100 + code))())
-            await asyncio.sleep(0.1)
+            await _job_created(cluster)
             _finish(cluster, status)
             with pytest.raises(ApiError) as err:
                 await task
@@ -168,7 +177,7 @@ def test_a_long_finetune_inside_a_forecast_trains_a_job_forecasts_with_its_model
         config = nixtla.forecast_finetune(body, 1000)
         run = cluster.prepare_forecast(body, Caller(), "tsfm-base", config, forecast, object(), in_job=False)
         task = asyncio.ensure_future(run())
-        await asyncio.sleep(0.1)
+        await _job_created(cluster)
         job = _finish(cluster)
         out = await task
         assert out["mean"] == [1.0, 1.0, 1.0]
