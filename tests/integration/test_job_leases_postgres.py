@@ -7,19 +7,12 @@ import pytest
 import sqlalchemy as sa
 
 from serve_apps.finetuning.store import JobStore
-from tests.integration.pg import TemporaryPostgres, server_bin_dir
+from tests.integration.pg import server_bin_dir
 from tests.unit import test_job_ownership as on_sqlite
 
 pytest.importorskip("psycopg")
 BIN = server_bin_dir()
 pytestmark = pytest.mark.skipif(BIN is None, reason="PostgreSQL server binaries (initdb, postgres) not installed")
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    pg = TemporaryPostgres(BIN).start()
-    yield pg
-    pg.stop()
 
 
 @pytest.fixture

@@ -10,18 +10,11 @@ import pytest
 
 from serve_apps.embedded.local_server import ServerProcess
 from tests.conftest import API_KEY, OTHER_KEY, SERVER_ENV, seasonal_series, wait_for
-from tests.integration.pg import TemporaryPostgres, server_bin_dir
+from tests.integration.pg import server_bin_dir
 
 pytest.importorskip("psycopg")
 BIN = server_bin_dir()
 pytestmark = pytest.mark.skipif(BIN is None, reason="PostgreSQL server binaries (initdb, postgres) not installed")
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    pg = TemporaryPostgres(BIN).start()
-    yield pg
-    pg.stop()
 
 
 def _client(server: ServerProcess, key: str = API_KEY) -> httpx.Client:
