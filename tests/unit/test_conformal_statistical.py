@@ -62,3 +62,17 @@ def test_a_models_bands_widen_where_the_last_window_is_noisier_than_its_fit():
         assert c.model == r.model + CONFORMAL_SUFFIX
         assert ((c.quantiles[2] - c.quantiles[0]) > (r.quantiles[2] - r.quantiles[0])).all()
     assert cal[6].model == raw[6].model and np.array_equal(cal[6].quantiles, raw[6].quantiles)
+
+
+def test_every_served_statistical_name_answers_with_calibrated_bands():
+    from serve_apps.models.catalog import STATISTICAL_ENTRIES
+    from serve_apps.replica.cpu_models import build_cpu_model
+
+    for entry in STATISTICAL_ENTRIES:
+        assert isinstance(build_cpu_model(entry, None, 1), ConformalStatistical)
+    naive = next(e for e in STATISTICAL_ENTRIES if e.statistical == "SeasonalNaive")
+    rng = np.random.default_rng(2)
+    # 40 series x 6 steps = 240 backtest points: enough for the default 200-point threshold.
+    series = [Series(10 + rng.normal(0, 1, 30), freq="MS") for _ in range(40)]
+    results = build_cpu_model(naive, None, 1).forecast(series, 6, LEVELS)
+    assert {r.model for r in results} == {"SeasonalNaive" + CONFORMAL_SUFFIX}
