@@ -14,10 +14,10 @@ from serve_apps.models.catalog import ENSEMBLE, STATISTICAL, ModelEntry
 from serve_apps.replica.calls import RequestRejected
 from tsfm_core.backtest import WindowError
 from tsfm_core.checkpoint import BASE_MODEL_ID
+from tsfm_core.conformal_statistical import ConformalStatistical
 from tsfm_core.ensemble import EnsembleConfig, EnsembleForecast, ensemble_forecast
 from tsfm_core.predict import Forecaster, ForecastRequest, ForecastResult
 from tsfm_core.series import Series
-from tsfm_core.conformal_statistical import ConformalStatistical
 from tsfm_core.statistical import StatisticalInputError
 
 

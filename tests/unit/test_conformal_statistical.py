@@ -2,7 +2,11 @@
 
 import numpy as np
 
-from tsfm_core.conformal_statistical import CONFORMAL_SUFFIX, ConformalStatistical, calibrate_units
+from tsfm_core.conformal_statistical import (
+    CONFORMAL_SUFFIX,
+    ConformalStatistical,
+    calibrate_units,
+)
 from tsfm_core.ensemble import apply_scales
 from tsfm_core.series import Series
 from tsfm_core.statistical import StatisticalForecaster, UnitForecast
