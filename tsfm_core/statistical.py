@@ -337,9 +337,15 @@ class StatisticalForecaster:
                 except ValueError as exc:
                     owner = next(i for i, p in enumerate(plans) if p.rows.start <= k < p.rows.stop)
                     raise StatisticalInputError(owner, f"series {owner}: {exc}") from None
-            units = forecast_units(self.name, jobs, req.horizon, levels, self.n_jobs)
+            units = self._forecast_units(jobs, req.horizon, levels)
             out.append([_result(units[p.rows], p.offsets, levels, p) for p in plans])
         return out
+
+    def _forecast_units(self, jobs: list[tuple[np.ndarray, int, tuple[int, ...]]], horizon: int,
+                        levels: list[float]) -> list[UnitForecast]:
+        """Cleaned (history, season, no cutoffs) jobs -> one UnitForecast each: the model's own
+        intervals. tsfm_core.conformal_statistical overrides it to calibrate them."""
+        return forecast_units(self.name, jobs, horizon, levels, self.n_jobs)
 
 
 def _result(units: list[UnitForecast], offsets: np.ndarray, levels: list[float], plan) -> ForecastResult:

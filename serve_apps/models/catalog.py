@@ -88,7 +88,8 @@ BASE = ModelEntry(
 def _statistical(slug: str, name: str, family: str, what: str) -> ModelEntry:
     return ModelEntry(id=f"statsforecast/{slug}", kind=STATISTICAL, family=family, statistical=name,
                       description=f"statsforecast {name}: {what} Fitted per series at request time; quantiles from its "
-                                  "prediction intervals.",
+                                  "prediction intervals, widened by split conformal calibration on a backtest of "
+                                  "each series' last window.",
                       quantile_levels=None, covariates=_REGRESSION, owned_by="statsforecast")
 
 

@@ -14,10 +14,11 @@ from serve_apps.models.catalog import ENSEMBLE, STATISTICAL, ModelEntry
 from serve_apps.replica.calls import RequestRejected
 from tsfm_core.backtest import WindowError
 from tsfm_core.checkpoint import BASE_MODEL_ID
+from tsfm_core.conformal_statistical import ConformalStatistical
 from tsfm_core.ensemble import EnsembleConfig, EnsembleForecast, ensemble_forecast
 from tsfm_core.predict import Forecaster, ForecastRequest, ForecastResult
 from tsfm_core.series import Series
-from tsfm_core.statistical import StatisticalForecaster, StatisticalInputError
+from tsfm_core.statistical import StatisticalInputError
 
 
 @contextmanager
@@ -64,8 +65,9 @@ class EnsembleForecaster:
         return [run_ensemble(r, {BASE_MODEL_ID: self.base}, self.config, self.n_jobs).results for r in requests]
 
 
-class CheckedStatistical(StatisticalForecaster):
-    """A StatisticalForecaster whose input errors are RequestRejected (422s, not 500s)."""
+class CheckedStatistical(ConformalStatistical):
+    """A served statistical model: conformally calibrated intervals (tsfm_core.conformal_statistical;
+    raw ones where a series is too short to backtest) and input errors as RequestRejected (422s)."""
 
     def forecast_many(self, requests: list[ForecastRequest]) -> list[list[ForecastResult]]:
         with rejected_inputs():
