@@ -52,12 +52,13 @@ def peak(samples: list[dict], phase: str, deployment: str) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workers", type=int, default=2, help="worker nodes beside the head")
     p.add_argument("--load-seconds", type=float, default=45)
     p.add_argument("--idle-seconds", type=float, default=75)
     p.add_argument("--output", type=Path, default=Path("benchmarks/results/serve_autoscale.json"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = MultiNodeCluster(Path(tmp), workers=2, cpus_per_worker=2).start()
+        cluster = MultiNodeCluster(Path(tmp), workers=args.workers, cpus_per_worker=2).start()
         sampler = Sampler()
         try:
             ray.init(address=cluster.head.address)
