@@ -25,6 +25,7 @@ def build_app(args: dict | None = None) -> Application:
         ray_actor_options={"num_cpus": settings.model_server_cpus, "num_gpus": 1 if settings.use_gpu else 0},
         max_ongoing_requests=ongoing,
         max_queued_requests=queued,
+        graceful_shutdown_timeout_s=settings.drain_timeout_s,
         autoscaling_config={
             "min_replicas": settings.min_replicas,
             "max_replicas": settings.max_replicas,
@@ -43,6 +44,9 @@ def build_app(args: dict | None = None) -> Application:
         ray_actor_options={"num_cpus": 0.25},
         max_ongoing_requests=settings.ingress_max_ongoing,
         max_queued_requests=settings.ingress_max_ongoing,
+        # A replica the autoscaler removes finishes what it holds first: Serve's default 20 s
+        # killed Ingress replicas waiting on 40 s bulk forecasts (500s in serve_autoscale.py).
+        graceful_shutdown_timeout_s=settings.drain_timeout_s,
         autoscaling_config={
             "min_replicas": settings.ingress_min_replicas,
             "max_replicas": settings.ingress_max_replicas,

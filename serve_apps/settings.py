@@ -48,6 +48,8 @@ class Settings:
     max_batch_series: int = field(default_factory=lambda: _env_int("TSFM_MAX_BATCH_SERIES", 4096))
     # Forecasts that may wait for a model pass in one process before new ones get 503 + Retry-After.
     max_pending: int = field(default_factory=lambda: _env_int("TSFM_MAX_PENDING", 256))
+    # Seconds a replica being scaled down or redeployed may take to finish the requests it holds.
+    drain_timeout_s: int = field(default_factory=lambda: _env_int("TSFM_DRAIN_TIMEOUT_S", 300))
     bulk_max_pending: int = field(default_factory=lambda: _env_int("TSFM_BULK_MAX_PENDING", 32))
     # Forecasts with more input points than this go to the ModelServer deployment (the bulk lane).
     bulk_points: int = field(default_factory=lambda: _env_int("TSFM_BULK_POINTS", 100_000))
