@@ -84,7 +84,7 @@ def main() -> None:
             cluster.stop()
     samples = sampler.samples
     report = {
-        "cluster": {"nodes": 3, "worker_cpus": 2, "head_cpus": 1},
+        "cluster": {"nodes": 1 + args.workers, "worker_cpus": 2, "head_cpus": 1},
         "small_load": small_row, "bulk_load": bulk_row,
         "ingress": {"peak_small_load": peak(samples, "small load", "Ingress"),
                     "end_of_idle": samples[-1].get("Ingress") if samples else None},

@@ -56,7 +56,9 @@ class AsyncJobRunner:
         while True:
             try:
                 await self._claim_some()
-            except Exception:  # a database hiccup must not end the loop
+            except Exception as exc:  # a database hiccup must not end the loop
+                if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):
+                    return  # the replica is stopping (its thread pool is gone): claim nothing more
                 log.exception("async job runner: claiming failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
