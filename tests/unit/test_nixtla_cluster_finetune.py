@@ -53,7 +53,7 @@ class Caller:
 
 @pytest.fixture
 def cluster(tmp_path):
-    settings = Settings(home=str(tmp_path), replica_finetune_steps=20, max_job_steps=1000, finetune_wait_s=2)  # waits long enough for a loaded machine
+    settings = Settings(home=str(tmp_path), replica_finetune_steps=20, max_job_steps=1000, finetune_wait_s=1)  # long enough for a loaded machine
     registry = Registry(settings.database_url, settings.artifact_dir)
     resolver = ModelResolver(registry)
     service = FinetuningService(settings, registry, JobStore(settings.database_url), resolver, JobManagerHandle())
