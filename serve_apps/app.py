@@ -14,11 +14,11 @@ from serve_apps.settings import Settings
 def build_app(args: dict | None = None) -> Application:
     """`args` override Settings fields (database_url, artifact_dir, use_gpu, min/max_replicas, ...)."""
     settings = Settings.from_dict(args)
-    # On CPUs the bulk lane: few heavy requests at a time per replica, a short queue, then 503. With
-    # a GPU every forecast runs here (services.Services.build), so it takes as many requests as its
-    # engine batches and sheds; 8 at a time left the GPU passes at 1.7 requests each (H200 figures).
+    # On CPUs the bulk lane: few heavy requests at a time per replica, a short queue, then 503. When
+    # it runs every forecast (Settings.model_server_only), it takes as many requests as its engine
+    # batches and sheds; 8 at a time left the GPU passes at 1.7 requests each (H200 figures).
     ongoing, queued, target = (settings.max_pending, settings.max_pending, settings.ingress_target_ongoing) \
-        if settings.use_gpu else (8, 64, 2)
+        if settings.model_server_only else (8, 64, 2)
     model_server = serve.deployment(
         ModelServer,
         name="ModelServer",

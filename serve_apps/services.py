@@ -62,12 +62,11 @@ class Services:
         registry = Registry(settings.database_url, settings.artifact_dir)
         resolver = ModelResolver(registry, third_party_aliases=settings.third_party_aliases,
                                  third_party_dir=settings.third_party_dir)
-        engine = ModelEngine(resolver.model_dir, torch_device(settings.use_gpu), max_batch_series=settings.max_batch_series,
-                             max_pending=settings.max_pending, metrics=metrics, stats_n_jobs=settings.stats_n_jobs,
-                             stats_concurrency=settings.stats_concurrency)
-        # With a GPU the model runs only in the ModelServer, which holds the GPU (the ingress has none);
-        # on CPUs small forecasts run here and skip a hop.
-        local = None if settings.use_gpu and model_server is not None else engine
+        # Small forecasts run here and skip a hop, unless the ModelServer must run them all (a GPU).
+        local = None if settings.model_server_only and model_server is not None else ModelEngine(
+            resolver.model_dir, torch_device(settings.use_gpu), max_batch_series=settings.max_batch_series,
+            max_pending=settings.max_pending, metrics=metrics, stats_n_jobs=settings.stats_n_jobs,
+            stats_concurrency=settings.stats_concurrency)
         models = ModelClient(local, model_server, settings.bulk_points, metrics)
         jobs = JobStore(settings.database_url)
         base = BaseShape.bundled()

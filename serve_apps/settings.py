@@ -122,6 +122,12 @@ class Settings:
             raise ValueError(f"TSFM_THIRD_PARTY_ALIASES must be 'base' or 'reject', not {self.third_party_aliases!r}")
 
     @property
+    def model_server_only(self) -> bool:
+        """With a GPU every forecast runs in the ModelServer, which holds the GPU (an ingress replica
+        has none); on CPUs the ingress runs small forecasts itself and the ModelServer is the bulk lane."""
+        return self.use_gpu
+
+    @property
     def work_limits(self) -> WorkLimits:
         return WorkLimits(self.max_series, self.max_points, self.max_output_values)
 

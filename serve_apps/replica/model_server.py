@@ -28,8 +28,7 @@ class ModelServer:
                                  third_party_dir=self.settings.third_party_dir)
         self.engine = ModelEngine(resolver.model_dir, torch_device(self.settings.use_gpu),
                                   max_batch_series=self.settings.max_batch_series,
-                                  # With a GPU this is the only model lane (see app.build_app).
-                                  max_pending=(self.settings.max_pending if self.settings.use_gpu
+                                  max_pending=(self.settings.max_pending if self.settings.model_server_only
                                                else self.settings.bulk_max_pending), metrics=ServingMetrics(),
                                   stats_n_jobs=self.settings.stats_n_jobs,
                                   stats_concurrency=self.settings.stats_concurrency)
