@@ -107,23 +107,32 @@ def haproxy_env(temp_dir: str) -> dict:
 REPLICA_PORTS = 32  # ingress replicas one node can hold in HAProxy mode
 
 
-def free_port_block(n: int, low: int = 20_000, high: int = 60_000) -> list[int]:
-    """`n` consecutive ports, all free now, from a random start (clusters started together rarely
-    try the same block; a taken port anywhere in the block makes it try another)."""
+_GIVEN_BLOCKS: set[int] = set()  # block starts this process handed out (their ports may not be bound yet)
+
+
+def free_port_block(n: int, low: int = 20_000, high: int = 32_768) -> list[int]:
+    """`n` consecutive ports, all free now. Blocks are aligned to `n`, so two blocks either are the
+    same or share no port; this process never hands out a block twice, and processes starting
+    clusters together rarely draw the same one of the ~400 (a port taken anywhere in a block makes
+    it draw another). Below Linux's ephemeral range (32768-), where `free_ports` and the OS pick
+    single ports, and above Ray's worker ports (10002-19999)."""
     rng = random.Random()
     for _ in range(200):
-        start = rng.randrange(low, high - n)
+        start = rng.randrange(-(-low // n), (high - n) // n) * n
+        if start in _GIVEN_BLOCKS:
+            continue
         sockets = []
         try:
             for port in range(start, start + n):
                 sockets.append(socket.socket())
                 sockets[-1].bind(("0.0.0.0", port))
-            return list(range(start, start + n))
         except OSError:
             continue
         finally:
             for sock in sockets:
                 sock.close()
+        _GIVEN_BLOCKS.add(start)
+        return list(range(start, start + n))
     raise RuntimeError(f"no {n} consecutive free ports between {low} and {high}")
 
 
