@@ -27,18 +27,50 @@ NODE_PORT_FLAGS = ("--node-manager-port", "--object-manager-port", "--dashboard-
                    "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")
 
 
-def free_ports(n: int) -> list[int]:
-    """`n` distinct ports that are free now: all held open together while they are picked, since
-    one at a time the OS may hand out the same port twice (two Ray components then clash)."""
-    sockets = []
+def _ephemeral_range() -> tuple[int, int]:
+    """The range the OS draws ports from for `bind(0)` and outgoing connections."""
     try:
-        for _ in range(n):
-            sockets.append(socket.socket())
-            sockets[-1].bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
+_GIVEN_PORTS: set[int] = set()  # single ports this process handed out (they may not be bound yet)
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct ports that are free now, drawn at random above the OS's ephemeral range: a port
+    picked inside it is only free until whoever binds it binds it, and servers bind theirs a minute
+    later, after Ray starts, by when any `bind(0)` or outgoing connection on the machine may have
+    taken it (CI saw a Serve proxy fail to bind that way). All are held open together while they are
+    picked, and this process never hands out a port twice."""
+    low = _ephemeral_range()[1] + 1
+    if 65_536 - low < 1_024:  # no room above: let the OS choose, as before
+        low = 0
+    rng, sockets, ports = random.Random(), [], []
+    try:
+        for _ in range(50 * n):
+            if len(ports) == n:
+                break
+            port = rng.randrange(low, 65_536) if low else 0
+            if port in _GIVEN_PORTS:
+                continue
+            sock = socket.socket()
+            try:
+                sock.bind(("0.0.0.0", port))  # fails if any address holds it
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+            ports.append(sock.getsockname()[1])
+        if len(ports) < n:
+            raise RuntimeError(f"found only {len(ports)} of {n} free ports above {low}")
+        _GIVEN_PORTS.update(ports)
+        return ports
     finally:
-        for s in sockets:
-            s.close()
+        for sock in sockets:
+            sock.close()
 
 
 def free_port() -> int:
@@ -114,8 +146,8 @@ def free_port_block(n: int, low: int = 20_000, high: int = 32_768) -> list[int]:
     """`n` consecutive ports, all free now. Blocks are aligned to `n`, so two blocks either are the
     same or share no port; this process never hands out a block twice, and processes starting
     clusters together rarely draw the same one of the ~400 (a port taken anywhere in a block makes
-    it draw another). Below Linux's ephemeral range (32768-), where `free_ports` and the OS pick
-    single ports, and above Ray's worker ports (10002-19999)."""
+    it draw another). Below Linux's ephemeral range (32768-), where the OS picks ports, away from
+    `free_ports` (above it), and above Ray's worker ports (10002-19999)."""
     rng = random.Random()
     for _ in range(200):
         start = rng.randrange(-(-low // n), (high - n) // n) * n
