@@ -94,32 +94,12 @@ def _assert_ran_once(client: httpx.Client, home: Path, job_id: str, steps: int) 
     assert done["trained_tokens"] == sum(h["points"] for h in history)
 
 
-def test_two_servers_on_one_home_run_a_job_exactly_once(tmp_path):
-    home = tmp_path / "home"
-    servers = [ServerProcess(home), ServerProcess(home)]
-    try:
-        with ThreadPoolExecutor(2) as pool:  # started at once
-            list(pool.map(lambda s: s.start(timeout=480), servers))
-        client = httpx.Client(base_url=servers[0].url, timeout=120)
-        steps = 300
-        with DriverWatch(str(home)) as watch:
-            job = _submit(client, steps)
-            # Both servers' job managers see the queued job; both keep reconciling while it runs.
-            _assert_ran_once(client, home, job["id"], steps)
-            other = httpx.Client(base_url=servers[1].url, timeout=120).get(f"/v1/fine_tuning/jobs/{job['id']}").json()
-            assert other["status"] == "succeeded" and other["trained_tokens"] == client.get(
-                f"/v1/fine_tuning/jobs/{job['id']}").json()["trained_tokens"]
-        assert watch.most == 1 and len(watch.seen) == 1, (watch.most, watch.seen)
-    finally:
-        for s in servers:
-            s.stop()
-
-
-def test_a_server_started_mid_job_leaves_it_to_its_owner(tmp_path):
-    """The second server's job manager sees a running job it does not own: it neither resubmits it
-    nor starts a driver. The job is then cancelled through the second server (its stop file ends the
-    first server's driver) instead of run to its end, which keeps the test short; that a shared job
-    finishes exactly once is the two-server test above."""
+def test_servers_sharing_a_home_run_each_job_exactly_once(tmp_path):
+    """One home, two servers (one test, since each server start costs half a minute of the suite).
+    First a server started in the middle of a job: its job manager sees a running job it does not
+    own, and neither resubmits it nor starts a driver; the job is then cancelled through it (its stop
+    file ends the first server's driver) instead of run to its end. Then, with both servers
+    reconciling, a queued job is claimed by one of them and runs to its end exactly once."""
     home = tmp_path / "home"
     first = ServerProcess(home).start(timeout=480)
     second = ServerProcess(home)
@@ -140,6 +120,14 @@ def test_a_server_started_mid_job_leaves_it_to_its_owner(tmp_path):
             wait_for(lambda: drivers(str(home)), lambda pids: not pids, timeout=120)
             steps = [e["data"]["step"] for e in _events(client, job["id"]) if e["type"] == "metrics"]
             assert steps and sorted(steps) == list(range(1, len(steps) + 1)), steps[:20]
+        assert watch.most == 1 and len(watch.seen) == 1, (watch.most, watch.seen)
+
+        steps = 300
+        with DriverWatch(str(home)) as watch:
+            job = _submit(other, steps)  # queued through the newer server; either may claim it
+            _assert_ran_once(client, home, job["id"], steps)
+            assert other.get(f"/v1/fine_tuning/jobs/{job['id']}").json()["trained_tokens"] == client.get(
+                f"/v1/fine_tuning/jobs/{job['id']}").json()["trained_tokens"]
         assert watch.most == 1 and len(watch.seen) == 1, (watch.most, watch.seen)
     finally:
         second.stop()
