@@ -20,14 +20,18 @@ def smape(y: np.ndarray, yhat: np.ndarray) -> float:
     return float(100 * np.nanmean(ratio))
 
 
-def mase(y_train: np.ndarray, y: np.ndarray, yhat: np.ndarray, season: int = 1) -> float:
-    """MAE scaled by the in-sample seasonal-naive MAE; falls back to lag 1 for short histories."""
+def naive_scale(y_train: np.ndarray, season: int = 1) -> float:
+    """The in-sample seasonal-naive MAE (MASE's denominator); lag 1 for histories of a season or
+    less. NaN when it is not a positive finite number (a constant history)."""
     y_train = np.asarray(y_train, dtype=np.float64)
     m = season if len(y_train) > season else 1
-    scale = np.nanmean(np.abs(y_train[m:] - y_train[:-m]))
-    if not np.isfinite(scale) or scale == 0:
-        return float("nan")
-    return mae(y, yhat) / scale
+    scale = float(np.nanmean(np.abs(y_train[m:] - y_train[:-m]))) if len(y_train) > m else float("nan")
+    return scale if np.isfinite(scale) and scale > 0 else float("nan")
+
+
+def mase(y_train: np.ndarray, y: np.ndarray, yhat: np.ndarray, season: int = 1) -> float:
+    """MAE scaled by the in-sample seasonal-naive MAE; falls back to lag 1 for short histories."""
+    return mae(y, yhat) / naive_scale(y_train, season)
 
 
 def quantile_loss(y: np.ndarray, q_pred: np.ndarray, levels: list[float]) -> np.ndarray:

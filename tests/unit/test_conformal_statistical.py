@@ -26,7 +26,7 @@ def _units(n, horizon, noise, seed=0):
 def test_pooled_scales_make_the_backtest_band_cover_its_level():
     units, histories = _units(40, 10, noise=3.0)
     raw_cover = np.mean([np.abs(y[-10:]) <= 1 for y in histories])
-    out = calibrate_units(units, histories, 10, LEVELS, min_points=50)
+    out = calibrate_units(units, histories, [1] * len(units), 10, LEVELS, min_points=50)
     assert raw_cover < 0.5  # the raw 80% band under-covers badly
     for u, c in zip(units, out):
         np.testing.assert_array_equal(c.values[0], u.values[0])  # the point forecast is untouched
@@ -41,9 +41,9 @@ def test_pooled_scales_make_the_backtest_band_cover_its_level():
 
 def test_too_few_points_or_no_backtest_keep_the_raw_bands():
     units, histories = _units(3, 10, noise=3.0)
-    assert calibrate_units(units, histories, 10, LEVELS, min_points=50) == units  # 30 points < 50
+    assert calibrate_units(units, histories, [1] * len(units), 10, LEVELS, min_points=50) == units  # 30 points < 50
     units[1] = UnitForecast(units[1].values, (), "AutoETS")  # too short to backtest
-    out = calibrate_units(units, histories, 10, LEVELS, min_points=10)
+    out = calibrate_units(units, histories, [1] * len(units), 10, LEVELS, min_points=10)
     assert out[1] is units[1] and out[0].model.endswith(CONFORMAL_SUFFIX)
     np.testing.assert_array_equal(out[0].values, apply_scales(units[0].values, LEVELS, _scales_of(out[0], units[0])))
 
@@ -80,3 +80,23 @@ def test_every_served_statistical_name_answers_with_calibrated_bands():
     series = [Series(10 + rng.normal(0, 1, 30), freq="MS") for _ in range(40)]
     results = build_cpu_model(naive, None, 1).forecast(series, 6, LEVELS)
     assert {r.model for r in results} == {"SeasonalNaive" + CONFORMAL_SUFFIX}
+
+
+def test_a_models_band_width_does_not_decide_its_calibrated_width():
+    # Two groups of series with the same kind of noise: one model answers +-1 bands, the other +-100.
+    # Calibrated on each series' own error scale (its in-sample naive MAE), both end up about as wide,
+    # and the pooled band covers about 80% of the backtest.
+    rng = np.random.default_rng(3)
+    histories = [rng.normal(0, 1, 40) for _ in range(60)]
+    units = []
+    for k in range(60):
+        width = 1.0 if k % 2 else 100.0
+        block = np.array([np.zeros(10), -width * np.ones(10), np.zeros(10), width * np.ones(10)])
+        units.append(UnitForecast(block, (block.copy(),), "AutoETS"))
+    out = calibrate_units(units, histories, [1] * 60, 10, LEVELS, min_points=50)
+    narrow, wide = (np.mean([o.values[3] - o.values[1] for o in out[i::2]]) for i in (1, 0))
+    assert 0.7 < narrow / wide < 1.4, (narrow, wide)
+    # The final bands sit on the whole history's scale, about the backtest's here.
+    actual = np.stack([y[-10:] for y in histories])
+    inside = np.mean([(a >= o.values[1]) & (a <= o.values[3]) for a, o in zip(actual, out)])
+    assert 0.72 < inside < 0.88, inside
