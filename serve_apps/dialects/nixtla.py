@@ -188,7 +188,10 @@ def forecast_finetune(body: NixtlaForecastBody, max_steps: int) -> FinetuneConfi
     check_trainable(body.series)
     if body.finetune_steps > max_steps:
         raise invalid(["body", "finetune_steps"], f"must be <= {max_steps} (the server's limit on one fine-tune)")
-    return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)
+    # Validated on windows of the horizon the caller forecasts: it holds out less of short series than
+    # the model's output patch and scores what the caller asks for (benchmarks/finetune_value.py).
+    return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss,
+                          validation_horizon=body.h)
 
 
 def _key(level: int | float) -> str:

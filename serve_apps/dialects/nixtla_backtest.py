@@ -84,7 +84,8 @@ def _check_windows(windows: list[Window], max_windows: int, loc: list) -> list[W
     return windows
 
 
-def finetune_for(body: _Finetunable, windows: list[Window], max_steps: int) -> FinetuneConfig | None:
+def finetune_for(body: CrossValidationBody | OnlineAnomalyDetectionBody, windows: list[Window],
+                 max_steps: int) -> FinetuneConfig | None:
     """A short finetune before the windows are forecast, on data before them only. With `refit`
     (the SDK's default) it is redone for every round of windows, so it costs steps x rounds."""
     if body.finetune_steps == 0:
@@ -93,7 +94,9 @@ def finetune_for(body: _Finetunable, windows: list[Window], max_steps: int) -> F
     if body.finetune_steps * rounds > max_steps:
         raise invalid(["body", "finetune_steps"], f"finetune_steps x refit rounds ({body.finetune_steps} x {rounds}) "
                       f"must be <= {max_steps} in a request; use a fine-tuning job and its model")
-    return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss)
+    # Validated on windows of the backtest's horizon, as a forecast's finetune is on its `h`.
+    return FinetuneConfig(steps=body.finetune_steps, depth=body.finetune_depth, loss=body.finetune_loss,
+                          validation_horizon=body.h)
 
 
 # ---- window plans -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The OpenAI- and Cohere-style converters: bodies -> TrainingSpec, records -> the SDKs' views."""
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -72,3 +73,19 @@ def test_cohere_settings_become_a_spec():
     # ... while the server's own default of 3 epochs is fitted into it.
     default = cohere.FinetunedModelBody.model_validate({"name": "m", "settings": {"base_model": {}, "dataset_id": "f"}})
     assert cohere.training_spec(default, "tsfm-base", n_windows=20_000, max_steps=4).steps == 4
+
+
+def test_nixtla_finetunes_inside_a_call_validate_on_its_horizon():
+    # The caller's h is what the finetune should be good at, and holds out less of a short series
+    # than the model's 32-step output patch (benchmarks/finetune_value.py --validation-horizon-h).
+    from serve_apps.dialects import nixtla, nixtla_backtest
+    from tsfm_core.checkpoint import load_model
+    from tsfm_core.finetune import validation_tracker
+
+    series = {"y": [float(v) for v in np.sin(np.arange(60) / 3)], "sizes": [60]}
+    body = nixtla.NixtlaForecastBody(series=series, h=6, freq="D", finetune_steps=5)
+    cfg = nixtla.forecast_finetune(body, 100)
+    train, tracker, _ = validation_tracker(load_model(), [np.asarray(series["y"])], cfg)
+    assert len(train[0]) == 54 and tracker.batch.future.shape == (1, 6)
+    cv = nixtla_backtest.CrossValidationBody(series=series, h=4, freq="D", finetune_steps=5)
+    assert nixtla_backtest.finetune_for(cv, [], 100).validation_horizon == 4
