@@ -254,4 +254,5 @@ def finetuned_model_view(record: ModelRecord) -> dict:
         "loss": record.loss,
         "status": record.status,
         "source": record.source,
+        "validation": record.params.get("validation"),
     }

@@ -136,6 +136,8 @@ class FinetunedModel(Out):
     loss: str
     status: str
     source: str
+    # Ours (the SDK keeps extra fields): base vs finetuned on validation (serve_apps.finetuning.verdict).
+    validation: dict | None = None
 
 
 class FinetunedModels(Out):

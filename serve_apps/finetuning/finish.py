@@ -7,7 +7,6 @@ on plain stores without Ray.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from serve_apps.finetuning.results import (
     results_csv,
 )
 from serve_apps.finetuning.store import VALIDATION_EVENT, JobRecord, JobStatus, JobStore
-from serve_apps.finetuning.verdict import Verdict, judge, refused
+from serve_apps.finetuning.verdict import Verdict, judge, refused, training_summary
 from serve_apps.models.registry import ModelStatus, Registry
 from serve_apps.storage.files import FileStore
 
@@ -56,7 +55,7 @@ def finish_succeeded(job: JobRecord, jobs: JobStore, registry: Registry, files: 
     config_path = output / "config.json"
     if not config_path.exists():
         return None  # the driver is still writing the model; next round
-    summary = json.loads(config_path.read_text()).get("training", {})
+    summary = training_summary(output)
     points = int(summary.get("finetune_points", job.trained_tokens))
     verdict = judge(summary.get("validation"))
     rejected = refused(verdict, refuse_worse)

@@ -10,7 +10,11 @@ chosen that way; whatever produced them, a worse model is said so in the job's e
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tsfm_core.checkpoint import CONFIG_FILE
 
 IMPROVED = "improved"  # a trained step beat the base on validation and was kept
 NO_IMPROVEMENT = "no_improvement"  # no step beat the base: the base weights were kept
@@ -68,3 +72,10 @@ def judge(validation: dict | None) -> Verdict:
 def refused(verdict: Verdict, refuse_worse: bool) -> bool:
     """Whether the model must not be promoted (served): worse than its base while the operator refuses such."""
     return refuse_worse and verdict.worse
+
+
+def training_summary(model_dir: str | Path) -> dict:
+    """The `training` summary a finetune wrote into its model's config (its `validation` is what
+    `judge` reads); empty when there is none (a third-party checkpoint's own config)."""
+    path = Path(model_dir) / CONFIG_FILE
+    return json.loads(path.read_text()).get("training", {}) if path.exists() else {}

@@ -16,6 +16,7 @@ from serve_apps.auth import Caller
 from serve_apps.dialects import nixtla, nixtla_backtest, nixtla_simulate
 from serve_apps.dialects.numbers import check_finite_answer
 from serve_apps.errors import invalid
+from serve_apps.finetuning.verdict import judge, refused, training_summary
 from serve_apps.models.registry import (
     ModelNotFound,
     ModelStatus,
@@ -225,7 +226,13 @@ class NixtlaTasks:
             except BaseException:
                 self.registry.discard(model_id)
                 raise
-            self.registry.set_status(model_id, ModelStatus.READY, finetune_tokens=points)
+            # Judged like a fine-tuning job's model: the verdict on its record, `rejected` (a 409 when
+            # used) if it is worse than its base and the operator refuses such models.
+            verdict = judge(training_summary(call.output_dir).get("validation"))
+            rejected = refused(verdict, self.settings.refuse_worse_finetunes)
+            self.registry.update_params(model_id, {"validation": {**verdict.to_dict(), "promoted": not rejected}})
+            self.registry.set_status(model_id, ModelStatus.REJECTED if rejected else ModelStatus.READY,
+                                     finetune_tokens=points)
             return {"input_tokens": len(body.series.y), "output_tokens": 0, "finetune_tokens": points,
                     "finetuned_model_id": public_id}
         return run

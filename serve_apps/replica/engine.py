@@ -37,7 +37,7 @@ from serve_apps.replica.cpu_models import build_cpu_model, run_ensemble
 from serve_apps.replica.metrics import ServingMetrics
 from tsfm_core.checkpoint import BASE_MODEL_ID, load_model, save_finetuned
 from tsfm_core.ensemble import EnsembleForecast
-from tsfm_core.finetune import finetuned_copy
+from tsfm_core.finetune import finetune, finetuned_copy
 from tsfm_core.predict import Forecaster, ForecastResult
 
 log = logging.getLogger("ray.serve")
@@ -226,10 +226,13 @@ class ModelEngine:
             self._check_finetunable(base_id, forecaster)
             return await asyncio.to_thread(_rejecting_value_errors, third_party.finetune, forecaster, call.series,
                                            call.config, call.output_dir, base_id, call.metadata)
-        tuned, points = await asyncio.to_thread(finetuned_copy, forecaster.model, call.series, call.config)
-        await asyncio.to_thread(save_finetuned, tuned, call.output_dir, base_id, self.model_dir(base_id), call.config,
-                                call.metadata)
-        return points
+        result = await asyncio.to_thread(finetune, forecaster.model, call.series, call.config)
+        # The same `training` summary a Ray Train job writes: its validation is the model's verdict.
+        training = {"finetune_points": result.points, "steps_completed": len(result.history),
+                    "validation": result.validation}
+        await asyncio.to_thread(save_finetuned, result.model, call.output_dir, base_id, self.model_dir(base_id),
+                                call.config, {**call.metadata, "training": training})
+        return result.points
 
     @staticmethod
     def _check_finetunable(model_id: str, forecaster) -> None:
