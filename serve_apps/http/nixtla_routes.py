@@ -20,6 +20,7 @@ from serve_apps.http.dependencies import caller, services
 from serve_apps.http.fast_json import FastJSONResponse
 from serve_apps.http.openapi import parsed_body
 from serve_apps.limits import DEFAULT_CONCURRENT_JOBS, check_job_quota
+from serve_apps.models import third_party
 from serve_apps.models.catalog import CATALOG, SERVED_MODEL_HEADER
 from serve_apps.models.registry import ModelNotFound, new_model_id, public_id
 from serve_apps.nixtla import tasks
@@ -29,6 +30,7 @@ from serve_apps.nixtla.async_store import (
     AsyncJobStatus,
 )
 from serve_apps.services import Services
+from tsfm_core.checkpoint import read_config
 
 # Every route but /health authenticates (401), is rate-limited (429) and validates its parameters (422).
 router = APIRouter(responses=error_responses("detail", 401, 422, 429))
@@ -45,8 +47,18 @@ ANOMALY_BODY = nixtla_backtest.AnomalyDetectionBody | nixtla_backtest.OnlineAnom
 
 
 def _model_params(svc: Services, model: str, who: Caller, loc: list) -> dict:
-    svc.resolver.resolve(model, who.organization, loc)
-    return {"detail": {"input_size": svc.base.max_context, "horizon": svc.base.output_patch_len}}
+    """The context the model reads and the horizon one pass predicts, as the answering model has them.
+    The SDK sends at most `input_size` points per series (3x that with `level`) and warns when `h`
+    exceeds `horizon`. Statistical models and `auto` fit the history they get and forecast any horizon
+    in one go: the transformer's context (a bounded payload) and the server's horizon limit."""
+    resolved = svc.resolver.resolve(model, who.organization, loc)
+    if resolved.directory is None:
+        return {"detail": {"input_size": svc.base.max_context, "horizon": svc.settings.max_prediction_length}}
+    if third_party.detect_family(resolved.directory) is not None:  # a third-party checkpoint, or a finetune of one
+        fields = third_party.card_fields(resolved.directory)
+        return {"detail": {"input_size": fields["context_length"], "horizon": fields["native_horizon"]}}
+    config = read_config(resolved.directory)["model"]
+    return {"detail": {"input_size": config["max_context"], "horizon": config["output_patch_len"]}}
 
 
 @router.get("/model_params", response_model=schema.ModelParams, responses=NOT_FOUND | error_responses("detail", 409),

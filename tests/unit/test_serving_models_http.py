@@ -113,3 +113,16 @@ def test_samples_are_random_unless_seeded_and_span_the_distribution(client):
 def test_fine_tuning_a_statistical_model_is_refused_naming_the_model(client):
     r = client.post("/v1/fine_tuning/jobs", headers=AUTH, json={"model": "statsforecast/auto_ets", "training_file": "f"})
     assert r.status_code == 422 and r.json()["error"]["param"] == "model"
+
+
+def test_model_params_answer_each_models_own_context_and_horizon(client):
+    from serve_apps.settings import Settings
+    from tsfm_core.checkpoint import load_model
+
+    base = load_model().config
+    assert client.get("/model_params", headers=AUTH, params={"model": "timegpt-1"}).json()["detail"] == {
+        "input_size": base.max_context, "horizon": base.output_patch_len}
+    # Fitted per request and forecasting any horizon directly: the SDK must not warn that h is too long.
+    for name in ("statsforecast/auto_ets", "auto"):
+        detail = client.post("/model_params", headers=AUTH, json={"model": name}).json()["detail"]
+        assert detail == {"input_size": base.max_context, "horizon": Settings().max_prediction_length}, name

@@ -64,6 +64,14 @@ def test_the_card_describes_the_installed_checkpoint(installed):
     assert cards["google/timesfm-2.5-200m-pytorch"]["family"] == "timesfm-2.5"
 
 
+def test_model_params_are_the_checkpoints_own(installed):
+    client, directory, _ = installed
+    detail = client.get("/model_params", headers=AUTH, params={"model": BOLT}).json()["detail"]
+    card = client.get(f"/v1/models/{BOLT}", headers=AUTH).json()
+    assert detail == {"input_size": card["context_length"], "horizon": card["native_horizon"]} == {
+        "input_size": CONTEXT, "horizon": PREDICTION}
+
+
 def test_v1_forecast_is_answered_by_the_checkpoint(installed):
     client, directory, _ = installed
     y = _history()
