@@ -13,7 +13,7 @@ from schemathesis.config import SchemathesisConfig
 
 from tests.conftest import API_KEY
 
-EXAMPLES_PER_OPERATION = 3
+EXAMPLES_PER_OPERATION = 2
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 

@@ -26,7 +26,7 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         file_id = client.post("/v1/files", files={"file": ("s.parquet", buf.getvalue())},
                               data={"purpose": "fine-tune"}).json()["id"]
         job = client.post("/v1/fine_tuning/jobs", json={"model": "tsfm-base", "training_file": file_id,
-                                                        "hyperparameters": {"steps": 800, "batch_size": 8}}).json()
+                                                        "hyperparameters": {"steps": 500, "batch_size": 8}}).json()
         assert client.post("/v2/finetune", json={"series": {"y": [float(v) for v in seasonal_series(50)], "sizes": [50]},
                                                  "freq": "D", "finetune_steps": 2, "output_model_id": "kept"}).status_code == 200
         # Wait until the run has written a checkpoint, then take the whole server (and its Ray) down.
@@ -38,7 +38,7 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         assert time.time() < running["estimated_finish"] < time.time() + 86400, running
         async_job = client.post("/v2/finetune/async", json={
             "series": {"y": [float(v) for v in seasonal_series(200)], "sizes": [200]}, "freq": "D",
-            "finetune_steps": 500, "output_model_id": "from-async"}).json()["job_id"]
+            "finetune_steps": 300, "output_model_id": "from-async"}).json()["job_id"]
         wait_for(lambda: client.get(f"/v2/finetune/jobs/{async_job}").json()["status"], lambda s: s == "running")
     finally:
         first.stop()
@@ -56,11 +56,11 @@ def test_jobs_files_and_models_survive_a_restart(tmp_path):
         events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=1000").json()["data"]
         assert any(e["message"].startswith("Resubmitted to Ray (attempt 2)") for e in events)
         # The resumed run re-reported the steps after its checkpoint; each step is recorded once.
-        assert sorted(e["data"]["step"] for e in events if e["type"] == "metrics") == list(range(1, 801))
+        assert sorted(e["data"]["step"] for e in events if e["type"] == "metrics") == list(range(1, 501))
         history = [json.loads(line) for line in
                    (Path(home) / "artifacts" / "jobs" / job["id"] / "metrics.jsonl").read_text().splitlines()]
-        assert history[-1]["step"] == 800 and max(h["resumed_from"] for h in history) >= 50
-        assert [h["step"] for h in history] == list(range(1, 801)) and done["trained_tokens"] == sum(h["points"] for h in history)
+        assert history[-1]["step"] == 500 and max(h["resumed_from"] for h in history) >= 50
+        assert [h["step"] for h in history] == list(range(1, 501)) and done["trained_tokens"] == sum(h["points"] for h in history)
         r = client.post("/v1/forecast", json={"model": done["fine_tuned_model"], "inputs": [{"target": [[1.0], [2.0]]}],
                                               "parameters": {"prediction_length": 2}})
         assert r.status_code == 200
