@@ -57,9 +57,7 @@ def nixtla_body(series: int, context: int, horizon: int, seed: int = 0) -> dict:
 BODIES = {"/v1/forecast": tsfm_body, "/v2/forecast": nixtla_body}
 # The real server's variants: Ray Serve's Python proxy (the default), and its HAProxy ingress.
 SERVE_TARGETS = {"serve": {"TSFM_INGRESS_MAX_REPLICAS": "2"},
-                 "serve_haproxy": {"TSFM_INGRESS_MAX_REPLICAS": "2", "TSFM_SERVE_INGRESS": "haproxy"},
-                 # The bulk lane at the ingress's CPU priority (the default yields: Settings.bulk_lane_nice).
-                 "serve_bulk_nice0": {"TSFM_INGRESS_MAX_REPLICAS": "2", "TSFM_BULK_LANE_NICE": "0"}}
+                 "serve_haproxy": {"TSFM_INGRESS_MAX_REPLICAS": "2", "TSFM_SERVE_INGRESS": "haproxy"}}
 
 
 def _percentile_ms(latencies: list[float], q: float) -> float | None:
@@ -222,7 +220,7 @@ def ratios(serve: dict, bare: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
-    p.add_argument("--targets", default="serve,bare", help="servers to start, any of: bare, " + ", ".join(SERVE_TARGETS))
+    p.add_argument("--targets", default="serve,bare", help="servers to start, any of: bare, serve, serve_haproxy")
     p.add_argument("--levels", default="1,16,64,256")
     p.add_argument("--requests", type=int, default=1500, help="most requests per level")
     p.add_argument("--max-seconds", type=float, default=20, help="most seconds per level")
