@@ -51,9 +51,6 @@ class Settings:
     # Seconds a replica being scaled down or redeployed may take to finish the requests it holds.
     drain_timeout_s: int = field(default_factory=lambda: _env_int("TSFM_DRAIN_TIMEOUT_S", 300))
     bulk_max_pending: int = field(default_factory=lambda: _env_int("TSFM_BULK_MAX_PENDING", 32))
-    # The CPU scheduling priority (nice, 0-19) of the bulk lane's processes: where the ModelServer
-    # shares CPUs with the ingress replicas, bulk passes and fine-tunes yield to small forecasts.
-    bulk_lane_nice: int = field(default_factory=lambda: _env_int("TSFM_BULK_LANE_NICE", 10))
     # Forecasts with more input points than this go to the ModelServer deployment (the bulk lane).
     bulk_points: int = field(default_factory=lambda: _env_int("TSFM_BULK_POINTS", 100_000))
     max_body_bytes: int = field(default_factory=lambda: _env_int("TSFM_MAX_BODY_BYTES", 64 * 1024 * 1024))

@@ -15,7 +15,6 @@ from serve_apps.models.resolver import ModelResolver
 from serve_apps.replica.calls import EnsembleCall, FinetuneCall, ForecastCall
 from serve_apps.replica.engine import ModelEngine, torch_device
 from serve_apps.replica.metrics import ServingMetrics
-from serve_apps.replica.priority import yield_cpu
 from serve_apps.settings import Settings
 from tsfm_core.ensemble import EnsembleForecast
 from tsfm_core.predict import Forecaster, ForecastResult
@@ -24,9 +23,6 @@ from tsfm_core.predict import Forecaster, ForecastResult
 class ModelServer:
     def __init__(self, settings: dict):
         self.settings = Settings.from_dict(settings)
-        # On CPUs the ingress replicas run the small forecasts: this bulk lane must not starve them
-        # (with model_server_only, e.g. on a GPU, every forecast is here and keeps its priority).
-        self.nice = 0 if self.settings.model_server_only else self.settings.bulk_lane_nice
         resolver = ModelResolver(Registry(self.settings.database_url, self.settings.artifact_dir),
                                  third_party_aliases=self.settings.third_party_aliases,
                                  third_party_dir=self.settings.third_party_dir)
@@ -41,22 +37,15 @@ class ModelServer:
     async def get_model(self, model_id: str) -> Forecaster:
         return await self.engine.model(model_id)
 
-    def _yield_cpu(self) -> None:
-        if self.nice:  # every call: Ray and the engine start threads of their own as they go
-            yield_cpu(self.nice)
-
     async def forecast(self, call: ForecastCall) -> list[ForecastResult]:
-        self._yield_cpu()
         model_id = serve.get_multiplexed_model_id()
         await self.get_model(model_id)  # registers the id for Serve's model-aware routing
         return await self.engine.forecast(model_id, call)
 
     async def ensemble(self, call: EnsembleCall) -> EnsembleForecast:
-        self._yield_cpu()
         return await self.engine.ensemble(call)
 
     async def finetune(self, call: FinetuneCall) -> int:
-        self._yield_cpu()
         base_id = serve.get_multiplexed_model_id()
         await self.get_model(base_id)
         return await self.engine.finetune(base_id, call)
