@@ -13,16 +13,14 @@ import signal
 import threading
 import time
 
-import ray
-from ray import serve
-
-from serve_apps.app import build_app
 from serve_apps.embedded.local_cluster import LocalCluster
 
 
 def _connect(address: str, attempts: int = 3) -> None:
     """Joins the cluster just started. A fresh GCS on a loaded machine can miss the driver's first
     node-info deadline (`Timed out while waiting for GCS`); the cluster is up, so ask again."""
+    import ray
+
     for attempt in range(1, attempts + 1):
         try:
             ray.init(address=address)
@@ -42,13 +40,21 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     address = os.environ.get("RAY_ADDRESS")
     cluster = None
+    if not address:
+        temp_dir = os.environ.get("TSFM_RAY_TEMP_DIR", f"/tmp/tsfm-ray-{args.port}")
+        cluster = LocalCluster(temp_dir, args.num_cpus).launch()
+    # Imported while the embedded cluster starts (Ray, torch, the app: about 4 of its 6 seconds).
+    import ray
+    from ray import serve
+
+    from serve_apps.app import build_app
+
     if address:
         context = ray.init(address=address)
         if context.dashboard_url:  # the Ray Jobs API the job manager submits fine-tuning runs to
             os.environ.setdefault("TSFM_RAY_DASHBOARD_URL", f"http://{context.dashboard_url}")
     else:
-        temp_dir = os.environ.get("TSFM_RAY_TEMP_DIR", f"/tmp/tsfm-ray-{args.port}")
-        cluster = LocalCluster(temp_dir, args.num_cpus).start()
+        cluster.wait_ready()
         _connect(cluster.address)
         os.environ["TSFM_RAY_DASHBOARD_URL"] = cluster.dashboard_url
     serve.start(http_options={"host": args.host, "port": args.port})

@@ -205,6 +205,10 @@ class LocalCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def start(self, timeout: float = 120) -> "LocalCluster":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "LocalCluster":
+        """Starts `ray start` without waiting for it (the caller can do other work meanwhile)."""
         args = [RAY, "start", "--head", "--block", "--disable-usage-stats", "--temp-dir", self.temp_dir,
                 "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
                 str(self.dashboard_port), "--include-dashboard", "true",
@@ -216,6 +220,10 @@ class LocalCluster:
                                      start_new_session=True)
         subprocess.Popen(["/bin/sh", "-c", REAPER.format(owner=os.getpid(), pgid=self.proc.pid, gcs_port=self.gcs_port)],
                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def wait_ready(self, timeout: float = 120) -> "LocalCluster":
+        """Waits for the launched cluster's dashboard (its Jobs API, the last part to come up)."""
         try:
             wait_until_serving(self.dashboard_url + "/api/version", self.proc, self.log_path, timeout, "ray start")
         except TimeoutError:
