@@ -127,7 +127,15 @@ class FileStore(Store[FileRecord]):
         self.root = Path(artifact_dir) / "files"
 
     def create(self, organization: str, filename: str, purpose: str, content: bytes) -> FileRecord:
-        series = parse_series_file(filename, content)
+        return self._add(organization, filename, purpose, content, parse_series_file(filename, content))
+
+    def create_generated(self, organization: str, filename: str, purpose: str, content: bytes) -> FileRecord:
+        """A file the server made for `organization` (e.g. a job's results): kept as given, not parsed."""
+        return self._add(organization, filename, purpose, content, None)
+
+    def _add(self, organization: str, filename: str, purpose: str, content: bytes,
+             series: dict | None) -> FileRecord:
+        """Writes the bytes (synced) and, for an upload, its series, then records the file."""
         file_id = new_id("file")
         directory = self.root / file_id
         directory.mkdir(parents=True, exist_ok=True)
@@ -135,22 +143,12 @@ class FileStore(Store[FileRecord]):
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
-        write_series(series, directory / SERIES_NAME)
+        if series is not None:
+            write_series(series, directory / SERIES_NAME)
+        series = series or {}
         row = dict(id=file_id, organization=organization, filename=filename, purpose=purpose, bytes=len(content),
                    created_at=now(), deleted_at=None, n_series=len(series),
                    n_points=int(sum(len(v) for v in series.values())), path=str(directory))
-        with self.engine.begin() as conn:
-            conn.execute(files.insert().values(**row))
-        return FileRecord(**row)
-
-    def create_generated(self, organization: str, filename: str, purpose: str, content: bytes) -> FileRecord:
-        """A file the server made for `organization` (e.g. a job's results): kept as given, not parsed."""
-        file_id = new_id("file")
-        directory = self.root / file_id
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / RAW_NAME).write_bytes(content)
-        row = dict(id=file_id, organization=organization, filename=filename, purpose=purpose, bytes=len(content),
-                   created_at=now(), deleted_at=None, n_series=0, n_points=0, path=str(directory))
         with self.engine.begin() as conn:
             conn.execute(files.insert().values(**row))
         return FileRecord(**row)
