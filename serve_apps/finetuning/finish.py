@@ -22,6 +22,7 @@ from serve_apps.finetuning.store import VALIDATION_EVENT, JobRecord, JobStatus, 
 from serve_apps.finetuning.verdict import Verdict, judge, refused, training_summary
 from serve_apps.models.registry import ModelStatus, Registry
 from serve_apps.storage.files import FileStore
+from tsfm_core.checkpoint import CONFIG_FILE
 
 
 # A job that ended otherwise while this run was being recorded, and the status its model keeps.
@@ -52,8 +53,7 @@ def finish_succeeded(job: JobRecord, jobs: JobStore, registry: Registry, files: 
     The job always ends `succeeded` (training did succeed); the model becomes `ready`, or `rejected`
     when it is worse than its base and `refuse_worse` is set."""
     output = registry.artifact_path_for(job.model_id)
-    config_path = output / "config.json"
-    if not config_path.exists():
+    if not (output / CONFIG_FILE).exists():
         return None  # the driver is still writing the model; next round
     summary = training_summary(output)
     points = int(summary.get("finetune_points", job.trained_tokens))
@@ -61,8 +61,7 @@ def finish_succeeded(job: JobRecord, jobs: JobStore, registry: Registry, files: 
     rejected = refused(verdict, refuse_worse)
     results = files.create_generated(job.organization, RESULTS_FILENAME, RESULTS_PURPOSE,
                                      results_csv(read_history(output / "metrics.jsonl")))
-    model = registry.get(job.model_id)
-    name = model.fine_tuned_model if job.source == "openai" else model.public_id  # as its dialect calls it
+    name = registry.get(job.model_id).name
     if rejected:
         message = f"Fine-tuning succeeded, but model {name} is not promoted: worse than its base"
     else:

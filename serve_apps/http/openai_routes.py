@@ -144,7 +144,7 @@ def _base_view(svc: Services, e: BaseModelEntry) -> dict:
 
 def _finetuned_view(r: ModelRecord) -> dict:
     """Models made by OpenAI-style jobs go by their `ft:...` name, as OpenAI lists them; others by id."""
-    return {"id": r.fine_tuned_model if r.source == "openai" else r.public_id, "object": "model",
+    return {"id": r.name, "object": "model",
             "owned_by": r.organization, "kind": "finetuned", "base_model": r.public_base_model_id,
             "created": int(r.created_at), "status": r.status, "fine_tuned_model": r.fine_tuned_model,
             "validation": r.params.get("validation")}

@@ -94,6 +94,11 @@ class ModelRecord:
         return fine_tuned_model_name(self.public_base_model_id, self.organization, self.params.get("suffix"),
                                      self.public_id)
 
+    @property
+    def name(self) -> str:
+        """What its dialect calls it: the `ft:...` name for OpenAI-style jobs' models, else its id."""
+        return self.fine_tuned_model if self.source == "openai" else self.public_id
+
     @classmethod
     def from_row(cls, row) -> "ModelRecord":
         d = dict(row._mapping)
