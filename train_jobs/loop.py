@@ -181,6 +181,8 @@ def train_loop_per_worker(cfg: WorkerConfig) -> None:
             recent = []
         if last and finetune:
             # What the model kept and how it compares with its base, for the job and the model's record.
+            if tracker:
+                tracker.finish(_unwrap(model))
             record["validation"] = tracker.summary() if tracker else validation_note
         tracking.log(step, record)
         if last:

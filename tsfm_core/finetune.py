@@ -70,6 +70,9 @@ class FinetuneConfig:
     validation_horizon: int | None = None
     # Fine-tuned weights replace the base only when their validation loss is this fraction lower.
     min_validation_gain: float = 0.01
+    # The kept weights lie this fraction of the way from the base to the best on validation (when
+    # that still beats the base there; model_selection.ValidationTracker.finish). 1: the best as is.
+    weight_blend: float = 0.5
     # After validation picked a step k > 0, train again from the base on every point (the held-out
     # windows too) for k steps and keep that: validation then chooses whether and how long to train.
     refit: bool = False
@@ -90,6 +93,8 @@ class FinetuneConfig:
             raise ValueError("validation_windows must be >= 0")
         if not 0 <= self.min_validation_gain < 1:
             raise ValueError("min_validation_gain must be in [0, 1)")
+        if not 0 < self.weight_blend <= 1:
+            raise ValueError("weight_blend must be in (0, 1]")
         if self.eval_every is not None and self.eval_every < 1:
             raise ValueError("eval_every must be >= 1")
 
@@ -263,7 +268,7 @@ def validation_tracker(model: PatchTransformer, series: list[np.ndarray] | dict[
         return train, None, {"windows": 0, "reason": reason}
     batch = build_batch(windows, model.config)
     return train, ValidationTracker(batch, cfg.loss, cfg.early_stopping_patience, cfg.early_stopping_threshold,
-                                    agree, cfg.min_validation_gain), None
+                                    agree, cfg.min_validation_gain, cfg.weight_blend), None
 
 
 def finetune(model: PatchTransformer, series: list[np.ndarray] | dict[str, np.ndarray], cfg: FinetuneConfig,
@@ -275,6 +280,8 @@ def finetune(model: PatchTransformer, series: list[np.ndarray] | dict[str, np.nd
     history = list(run_finetune(tuned, train, cfg, device=device, tracker=tracker))
     if tracker is None:
         return FinetuneResult(tuned.eval(), sum(r.points for r in history), history, note)
+    if not cfg.refit:
+        tracker.finish(tuned)
     summary = tracker.summary()
     points = sum(r.points for r in history)
     if cfg.refit and tracker.best_step > 0 and validation is None:

@@ -89,7 +89,8 @@ class FineTuningJob(Out):
     validation: dict[str, Any] | None = Field(
         default=None, description="tsfm-cluster extra, set when the job succeeded: base-vs-finetuned validation "
         "scores. outcome: improved | no_improvement (base weights kept) | worse | not_validated; base and "
-        "finetuned: {loss, mase}; selected_step (0: the base); windows; worse_than_base; message")
+        "finetuned: {loss, mase}; selected_step (0: the base); blend (the kept weights lie this fraction of the "
+        "way from the base to that step's; null: that step's as is); windows; worse_than_base; message")
 
 
 class JobList(Out):

@@ -30,6 +30,7 @@ class Verdict:
     finetuned: dict | None = None  # the same for the kept weights
     selected_step: int | None = None  # the step kept (0: the base)
     windows: int = 0  # validation windows scored
+    blend: float | None = None  # the kept weights lie this far from the base toward that step's (None: not blended)
 
     @property
     def worse(self) -> bool:
@@ -64,9 +65,10 @@ def judge(validation: dict | None) -> Verdict:
                    f"{_scores(base)}")
     else:
         outcome = IMPROVED
-        message = (f"Improved on validation ({windows} windows) at step {step}: {_scores(tuned)} against the "
-                   f"base's {_scores(base)}")
-    return Verdict(outcome, message, dict(base), dict(tuned), step, windows)
+        blended = f", blended {validation['blend']:g} of the way from the base" if validation.get("blend") else ""
+        message = (f"Improved on validation ({windows} windows) at step {step}{blended}: {_scores(tuned)} against "
+                   f"the base's {_scores(base)}")
+    return Verdict(outcome, message, dict(base), dict(tuned), step, windows, validation.get("blend"))
 
 
 def refused(verdict: Verdict, refuse_worse: bool) -> bool:

@@ -96,7 +96,7 @@ def test_early_stopping_watches_validation_and_keeps_the_best_step(monkeypatch):
 
     monkeypatch.setattr("tsfm_core.finetune.ValidationTracker", Spy)
     cfg = FinetuneConfig(steps=100, depth=2, learning_rate=1e-2, batch_size=4, eval_every=5,
-                         early_stopping_patience=3)
+                         early_stopping_patience=3, weight_blend=1.0)
     result = finetune(m, series, cfg)
     assert result.history[-1].step == 20  # stopped by validation at the third evaluation without progress
     assert result.validation["selected_step"] == 5 and result.validation["improved"]
@@ -109,9 +109,34 @@ def test_early_stopping_watches_validation_and_keeps_the_best_step(monkeypatch):
 
 def test_a_lower_loss_with_a_worse_mase_than_the_base_is_not_kept(monkeypatch):
     _scripted(monkeypatch, [1.0, 0.5, 0.9], [1.0, 1.2, 0.99])
-    cfg = FinetuneConfig(steps=10, depth=1, batch_size=4, eval_every=5)
+    cfg = FinetuneConfig(steps=10, depth=1, batch_size=4, eval_every=5, weight_blend=1.0)
     result = finetune(_model(), [seasonal_series(200)], cfg)
     assert result.validation["selected_step"] == 10
+
+
+@pytest.mark.parametrize("blend_scores, kept", [((0.9, 1.0), "blend"), ((0.995, 1.0), "best"), ((0.7, 1.1), "best")])
+def test_the_kept_weights_blend_base_and_best_when_the_blend_still_beats_the_base(monkeypatch, blend_scores, kept):
+    # base 1.0, step 5: 0.8 (best), step 10: 0.85, then the halfway blend of base and step 5.
+    _scripted(monkeypatch, [1.0, 0.8, 0.85, blend_scores[0]], [1.0, 1.0, 1.0, blend_scores[1]])
+    snapshots = {}
+
+    class Spy(model_selection.ValidationTracker):
+        def evaluate(self, model, step):
+            snapshots[step] = trainable_state(model)
+            return super().evaluate(model, step)
+
+    monkeypatch.setattr("tsfm_core.finetune.ValidationTracker", Spy)
+    cfg = FinetuneConfig(steps=10, depth=1, learning_rate=1e-2, batch_size=4, eval_every=5, weight_blend=0.5)
+    result = finetune(_model(), [seasonal_series(200)], cfg)
+    v = result.validation
+    assert v["selected_step"] == 5
+    got = trainable_state(result.model)
+    if kept == "blend":
+        assert v["blend"] == 0.5 and v["finetuned"] == {"loss": 0.9, "mase": 1.0}
+        assert all(torch.allclose(got[k], (snapshots[0][k] + snapshots[5][k]) / 2) for k in got)
+    else:  # the blend is not clearly better than the base (loss) or is worse (MASE): the best as is
+        assert v["blend"] is None and v["finetuned"] == {"loss": 0.8, "mase": 1.0}
+        assert all(torch.equal(got[k], snapshots[5][k]) for k in got)
 
 
 def test_a_diverging_finetune_returns_the_base_weights():
@@ -173,7 +198,7 @@ def test_lora_initialisation_follows_the_seed():
 
 def test_a_gain_within_the_margin_keeps_the_base(monkeypatch):
     _scripted(monkeypatch, [1.0, 0.995, 0.97])
-    cfg = FinetuneConfig(steps=10, depth=1, batch_size=4, eval_every=5, min_validation_gain=0.01)
+    cfg = FinetuneConfig(steps=10, depth=1, batch_size=4, eval_every=5, min_validation_gain=0.01, weight_blend=1.0)
     assert finetune(_model(), [seasonal_series(200)], cfg).validation["selected_step"] == 10
     _scripted(monkeypatch, [1.0, 0.995])
     cfg = FinetuneConfig(steps=5, depth=1, batch_size=4, eval_every=5, min_validation_gain=0.01)
