@@ -55,9 +55,11 @@ def nixtla_body(series: int, context: int, horizon: int, seed: int = 0) -> dict:
 
 
 BODIES = {"/v1/forecast": tsfm_body, "/v2/forecast": nixtla_body}
-# The real server's variants: Ray Serve's Python proxy (the default), and its HAProxy ingress.
+# The real server's variants: Ray Serve's Python proxy (the default), and its HAProxy ingress; the
+# *_bulk_inline ones parse big bodies in the ingress instead of handing them to the ModelServer.
 SERVE_TARGETS = {"serve": {"TSFM_INGRESS_MAX_REPLICAS": "2"},
                  "serve_haproxy": {"TSFM_INGRESS_MAX_REPLICAS": "2", "TSFM_SERVE_INGRESS": "haproxy"}}
+SERVE_TARGETS.update({f"{name}_bulk_inline": {**env, "TSFM_BULK_BODY_BYTES": "0"} for name, env in list(SERVE_TARGETS.items())})
 
 
 def _percentile_ms(latencies: list[float], q: float) -> float | None:

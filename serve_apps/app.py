@@ -35,7 +35,8 @@ def build_app(args: dict | None = None) -> Application:
         },
     )
     # One replica: it owns the reconcile loop for every job (state lives in the database).
-    job_manager = serve.deployment(JobManager, name="JobManager", num_replicas=1, ray_actor_options={"num_cpus": 0})
+    job_manager = serve.deployment(JobManager, name="JobManager", num_replicas=1,
+                                   ray_actor_options={"num_cpus": 0}).bind(settings.to_dict())
     # Serve hands the ingress far more requests than its autoscaling target, so batches fill and the
     # engine (not a proxy queue) decides when to shed; the autoscaler adds replicas past the target.
     ingress = serve.deployment(
@@ -55,4 +56,4 @@ def build_app(args: dict | None = None) -> Application:
             "downscale_delay_s": settings.ingress_downscale_delay_s,
         },
     )
-    return ingress.bind(model_server.bind(settings.to_dict()), job_manager.bind(settings.to_dict()), settings.to_dict())
+    return ingress.bind(model_server.bind(settings.to_dict(), job_manager), job_manager, settings.to_dict())

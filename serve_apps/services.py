@@ -52,21 +52,24 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, model_server=None, job_manager=None, metrics: ServingMetrics | None = None,
-              start_runner: bool = True) -> "Services":
+              start_runner: bool = True, engine: ModelEngine | None = None) -> "Services":
         """Connects the stores and wires the services; starts this replica's async job runner.
 
         `model_server` (a ModelServer handle) takes bulk forecasts and fine-tunes; `job_manager` (a
         JobManager handle) runs named fine-tuning jobs. Without them (a bare process) everything runs
-        here and named fine-tuning jobs are not available."""
+        here and named fine-tuning jobs are not available. `engine`: run this replica's forecasts in
+        an engine it already has (the ModelServer's, when it answers bulk HTTP requests)."""
         metrics = metrics or ServingMetrics()
         registry = Registry(settings.database_url, settings.artifact_dir)
         resolver = ModelResolver(registry, third_party_aliases=settings.third_party_aliases,
                                  third_party_dir=settings.third_party_dir)
         # Small forecasts run here and skip a hop, unless the ModelServer must run them all (a GPU).
-        local = None if settings.model_server_only and model_server is not None else ModelEngine(
-            resolver.model_dir, torch_device(settings.use_gpu), max_batch_series=settings.max_batch_series,
-            max_pending=settings.max_pending, metrics=metrics, stats_n_jobs=settings.stats_n_jobs,
-            stats_concurrency=settings.stats_concurrency)
+        local = engine
+        if local is None and not (settings.model_server_only and model_server is not None):
+            local = ModelEngine(resolver.model_dir, torch_device(settings.use_gpu),
+                                max_batch_series=settings.max_batch_series, max_pending=settings.max_pending,
+                                metrics=metrics, stats_n_jobs=settings.stats_n_jobs,
+                                stats_concurrency=settings.stats_concurrency)
         models = ModelClient(local, model_server, settings.bulk_points, metrics)
         jobs = JobStore(settings.database_url)
         base = BaseShape.bundled()

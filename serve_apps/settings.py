@@ -53,6 +53,9 @@ class Settings:
     bulk_max_pending: int = field(default_factory=lambda: _env_int("TSFM_BULK_MAX_PENDING", 32))
     # Forecasts with more input points than this go to the ModelServer deployment (the bulk lane).
     bulk_points: int = field(default_factory=lambda: _env_int("TSFM_BULK_POINTS", 100_000))
+    # Requests with bodies larger than this are answered whole by the ModelServer (http/bulk_lane.py),
+    # so parsing them never stalls the ingress's small requests; 0 keeps every request in the ingress.
+    bulk_body_bytes: int = field(default_factory=lambda: _env_int("TSFM_BULK_BODY_BYTES", 256 * 1024))
     max_body_bytes: int = field(default_factory=lambda: _env_int("TSFM_MAX_BODY_BYTES", 64 * 1024 * 1024))
     max_points: int = field(default_factory=lambda: _env_int("TSFM_MAX_POINTS", 5_000_000))
     max_prediction_length: int = 4096

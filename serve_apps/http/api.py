@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from serve_apps.errors import install_error_handlers
 from serve_apps.http import cohere_routes, nixtla_routes, openai_routes, tsfm_routes
+from serve_apps.http.bulk_lane import BulkForwarder
 from serve_apps.http.guards import CallerGate, JsonGuard
 from serve_apps.http.middleware import BodyMiddleware
 from serve_apps.http.observe import MetricsMiddleware, install_overload_handler
@@ -34,13 +35,19 @@ def create_api(services: Services) -> FastAPI:
     install_openapi(app)
     install_overload_handler(app)
     install_limit_handler(app)
-    # Starlette runs the last added outermost: metrics -> gate (auth, rate) -> size/decoding -> JSON checks.
+    # Starlette runs the last added outermost: [bulk forwarding] -> metrics -> gate (auth, rate) ->
+    # size/decoding -> JSON checks.
     app.add_middleware(JsonGuard)
     app.add_middleware(BodyMiddleware, max_bytes=services.settings.max_body_bytes)
     settings = services.settings
     app.add_middleware(CallerGate, keys=services.keys,
                        limiter=RateLimiter(settings.limit(settings.rate_limit_per_minute, DEFAULT_RATE_PER_MINUTE)))
-    app.add_middleware(MetricsMiddleware, metrics=services.metrics)  # outermost: sees every answer
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)  # sees every answer given here
+    if services.models.remote is not None and settings.bulk_body_bytes > 0:
+        # Outermost: a big body goes to the ModelServer before anything here reads it (its app
+        # checks, meters and answers the request).
+        app.add_middleware(BulkForwarder, lane=services.models.remote, min_bytes=settings.bulk_body_bytes,
+                           max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
     return app

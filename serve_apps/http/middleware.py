@@ -29,6 +29,21 @@ def _decode(data: bytes, encoding: str, limit: int) -> bytes:
     raise ValueError(encoding)
 
 
+async def read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, or what was read once it passed `limit` bytes (longer than the
+    limit: the caller answers 413); None when the client left first."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > limit or not message.get("more_body"):
+            return b"".join(chunks)
+
+
 def replaying(body: bytes, receive):
     """An ASGI `receive` that hands the app the already-read `body` once, then defers to the real
     one (so a disconnect still reaches the app)."""
@@ -53,19 +68,11 @@ class BodyMiddleware:
             return await self.app(scope, receive, send)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         encoding = headers.get("content-encoding", "identity").lower().strip()
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                return await self._reply(send, *_error(scope, 413, f"request body exceeds {self.max_bytes} bytes", "too_large"))
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive, self.max_bytes)
+        if body is None:
+            return
+        if len(body) > self.max_bytes:
+            return await self._reply(send, *_error(scope, 413, f"request body exceeds {self.max_bytes} bytes", "too_large"))
         if encoding not in ("identity", ""):
             try:
                 body = _decode(body, encoding, self.max_bytes)

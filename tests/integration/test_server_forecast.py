@@ -1,7 +1,9 @@
 """/v1/forecast (TSFM.ai canonical and batch requests) against the real server over HTTP."""
 
 import concurrent.futures
+import json
 
+import numpy as np
 import pytest
 
 from tests.conftest import seasonal_series
@@ -162,3 +164,31 @@ def test_concurrent_requests_are_batched(http):
 def test_models_listing(http):
     data = http.get("/v1/models").json()["data"]
     assert any(m["id"] == "tsfm-base" and "timegpt-1" in m["aliases"] for m in data)
+
+
+def test_a_big_body_is_answered_by_the_bulk_lane_like_a_small_one(http):
+    # 60 series x 800 points: past the 256 KiB from which the ingress hands a whole request to the
+    # ModelServer (http/bulk_lane.py), whose own engine then runs it.
+    series = [_series(800, seed=i) for i in range(60)]
+    body = {"model": "tsfm-base", "inputs": [{"target": s} for s in series], "parameters": {"prediction_length": 8}}
+    assert len(json.dumps(body)) > 256 * 1024
+    before = http.get("/v1/stats").json()["bulk"]
+    r = http.post("/v1/forecast", json=body)
+    assert r.status_code == 200, r.text
+    after = http.get("/v1/stats").json()["bulk"]
+    assert after["requests_batched"] > before["requests_batched"]
+    outputs = r.json()["outputs"]
+    assert len(outputs) == 60
+    small = http.post("/v1/forecast", json=dict(body, inputs=[{"target": series[7]}])).json()["outputs"][0]
+    assert np.allclose(outputs[7]["mean"], small["mean"], rtol=1e-4)
+    # Its errors come back in the dialect's shape, naming the field, as the ingress would answer them.
+    for path, big, small_body in [
+        ("/v1/forecast", dict(body, parameters={"prediction_length": 0}),
+         {"model": "tsfm-base", "inputs": [{"target": series[0]}], "parameters": {"prediction_length": 0}}),
+        ("/v2/forecast", {"series": {"sizes": [800] * 60, "y": [v[0] for s in series for v in s]}, "h": 0},
+         {"series": {"sizes": [800], "y": [v[0] for v in series[0]]}, "h": 0}),
+    ]:
+        assert len(json.dumps(big)) > 256 * 1024
+        got, want = http.post(path, json=big), http.post(path, json=small_body)
+        assert got.status_code == want.status_code == 422, (got.text, want.text)
+        assert got.json() == want.json()

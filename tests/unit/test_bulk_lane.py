@@ -1,0 +1,69 @@
+"""The ingress's hand-over of big bodies to the ModelServer (serve_apps/http/bulk_lane.py), without
+Ray: a stand-in for the deployment handle runs `answer` over a second app, as the ModelServer does.
+The real hop is tested against the server in tests/integration/test_server_forecast.py."""
+
+import asyncio
+
+import httpx
+import pytest
+from ray.serve.exceptions import BackPressureError
+
+from serve_apps.http.api import standalone_api
+from serve_apps.http.bulk_lane import BulkForwarder, RawRequest, answer
+from serve_apps.settings import Settings
+from tests.conftest import seasonal_series
+
+
+class Lane:
+    """What `BulkForwarder` uses of a DeploymentHandle: `lane.http.remote(request)`, awaited."""
+
+    def __init__(self, app=None):
+        self.app, self.seen = app, []
+        self.http = self
+
+    def remote(self, request: RawRequest):
+        self.seen.append(request)
+        if self.app is None:
+            raise BackPressureError(num_queued_requests=8, max_queued_requests=8)
+        return answer(self.app, request)
+
+
+def _front(tmp_path, lane: Lane):
+    app = standalone_api(Settings(home=str(tmp_path / "front"), api_keys="k=acme"))
+    app.add_middleware(BulkForwarder, lane=lane, min_bytes=2000, max_bytes=1_000_000)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t", headers={"authorization": "Bearer k"})
+
+
+def _body(points: int) -> dict:
+    return {"model": "tsfm-base", "inputs": [{"target": [[float(v)] for v in seasonal_series(points)]}],
+            "parameters": {"prediction_length": 4}}
+
+
+def test_big_bodies_are_answered_by_the_lane_small_ones_here(tmp_path):
+    lane = Lane(standalone_api(Settings(home=str(tmp_path / "back"), api_keys="k=acme")))
+
+    async def run():
+        async with _front(tmp_path, lane) as client:
+            small = await client.post("/v1/forecast", json=_body(20), params={"x": "1"})
+            big = await client.post("/v1/forecast?x=1", json=_body(400))
+            unauthorized = await client.post("/v1/forecast", json=_body(400), headers={"authorization": "Bearer no"})
+            return small, big, unauthorized
+
+    small, big, unauthorized = asyncio.run(run())
+    assert small.status_code == big.status_code == 200, (small.text, big.text)
+    assert len(lane.seen) == 2 and lane.seen[0].path == "/v1/forecast" and lane.seen[0].query_string == b"x=1"
+    assert len(big.json()["outputs"][0]["mean"]) == 4
+    assert big.headers["content-type"] == "application/json"
+    # The lane's app checks the key, as the ingress would have.
+    assert unauthorized.status_code == 401 and unauthorized.json()["detail"]
+
+
+@pytest.mark.parametrize("path, shape", [("/v1/forecast", "detail"), ("/v1/fine_tuning/jobs", "openai")])
+def test_a_full_lane_is_503_with_retry_after_in_the_dialects_shape(tmp_path, path, shape):
+    async def run():
+        async with _front(tmp_path, Lane()) as client:
+            return await client.post(path, json=_body(400))
+
+    r = asyncio.run(run())
+    assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
+    assert (r.json()["error"]["code"] == "overloaded") if shape == "openai" else (r.json()["detail"][0]["type"] == "overloaded")
