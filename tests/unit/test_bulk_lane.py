@@ -28,9 +28,27 @@ class Lane:
         return answer(self.app, request)
 
 
-def _front(tmp_path, lane: Lane):
-    app = standalone_api(Settings(home=str(tmp_path / "front"), api_keys="k=acme"))
-    app.add_middleware(BulkForwarder, lane=lane, min_bytes=2000, max_bytes=1_000_000)
+def _app(home):
+    return standalone_api(Settings(home=str(home), api_keys="k=acme"))
+
+
+@pytest.fixture(scope="module")
+def lane(tmp_path_factory):
+    return Lane(_app(tmp_path_factory.mktemp("back")))
+
+
+@pytest.fixture(scope="module")
+def fronts(tmp_path_factory, lane):
+    """The ingress's app with the forwarder, in front of a working lane and of a full one."""
+    out = {}
+    for name, target in (("working", lane), ("full", Lane())):
+        app = _app(tmp_path_factory.mktemp(f"front_{name}"))
+        app.add_middleware(BulkForwarder, lane=target, min_bytes=2000, max_bytes=1_000_000)
+        out[name] = app
+    return out
+
+
+def _client(app):
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t", headers={"authorization": "Bearer k"})
 
 
@@ -39,18 +57,18 @@ def _body(points: int) -> dict:
             "parameters": {"prediction_length": 4}}
 
 
-def test_big_bodies_are_answered_by_the_lane_small_ones_here(tmp_path):
-    lane = Lane(standalone_api(Settings(home=str(tmp_path / "back"), api_keys="k=acme")))
-
+def test_big_bodies_are_answered_by_the_lane_small_ones_here(lane, fronts):
     async def run():
-        async with _front(tmp_path, lane) as client:
-            small = await client.post("/v1/forecast", json=_body(20), params={"x": "1"})
+        async with _client(fronts["working"]) as client:
+            # (a small invalid body: answered here without loading a model)
+            small = await client.post("/v1/forecast", json={**_body(20), "parameters": {"prediction_length": 0}})
             big = await client.post("/v1/forecast?x=1", json=_body(400))
             unauthorized = await client.post("/v1/forecast", json=_body(400), headers={"authorization": "Bearer no"})
             return small, big, unauthorized
 
     small, big, unauthorized = asyncio.run(run())
-    assert small.status_code == big.status_code == 200, (small.text, big.text)
+    assert small.status_code == 422 and small.json()["detail"][0]["loc"] == ["body", "parameters", "prediction_length"]
+    assert big.status_code == 200, big.text
     assert len(lane.seen) == 2 and lane.seen[0].path == "/v1/forecast" and lane.seen[0].query_string == b"x=1"
     assert len(big.json()["outputs"][0]["mean"]) == 4
     assert big.headers["content-type"] == "application/json"
@@ -59,9 +77,9 @@ def test_big_bodies_are_answered_by_the_lane_small_ones_here(tmp_path):
 
 
 @pytest.mark.parametrize("path, shape", [("/v1/forecast", "detail"), ("/v1/fine_tuning/jobs", "openai")])
-def test_a_full_lane_is_503_with_retry_after_in_the_dialects_shape(tmp_path, path, shape):
+def test_a_full_lane_is_503_with_retry_after_in_the_dialects_shape(fronts, path, shape):
     async def run():
-        async with _front(tmp_path, Lane()) as client:
+        async with _client(fronts["full"]) as client:
             return await client.post(path, json=_body(400))
 
     r = asyncio.run(run())
