@@ -82,11 +82,8 @@ def _scripted(monkeypatch, losses, mases=None):
     monkeypatch.setattr(model_selection, "score", lambda *args: queue.pop(0))
 
 
-def test_early_stopping_watches_validation_and_keeps_the_best_step(monkeypatch):
-    m = _model()
-    series = [seasonal_series(200, seed=i) for i in range(2)]
-    # Evaluations every 5 steps: base 1.0, step 5: 0.8 (best), then no improvement for 3 evaluations.
-    _scripted(monkeypatch, [1.0, 0.8, 0.85, 0.9, 0.95, 0.1])
+def _snapshots_at_evaluations(monkeypatch) -> dict:
+    """step -> the trained tensors as validation saw them, filled in as the fine-tune runs."""
     snapshots = {}
 
     class Spy(model_selection.ValidationTracker):
@@ -95,6 +92,15 @@ def test_early_stopping_watches_validation_and_keeps_the_best_step(monkeypatch):
             return super().evaluate(model, step)
 
     monkeypatch.setattr("tsfm_core.finetune.ValidationTracker", Spy)
+    return snapshots
+
+
+def test_early_stopping_watches_validation_and_keeps_the_best_step(monkeypatch):
+    m = _model()
+    series = [seasonal_series(200, seed=i) for i in range(2)]
+    # Evaluations every 5 steps: base 1.0, step 5: 0.8 (best), then no improvement for 3 evaluations.
+    _scripted(monkeypatch, [1.0, 0.8, 0.85, 0.9, 0.95, 0.1])
+    snapshots = _snapshots_at_evaluations(monkeypatch)
     cfg = FinetuneConfig(steps=100, depth=2, learning_rate=1e-2, batch_size=4, eval_every=5,
                          early_stopping_patience=3, weight_blend=1.0)
     result = finetune(m, series, cfg)
@@ -118,14 +124,7 @@ def test_a_lower_loss_with_a_worse_mase_than_the_base_is_not_kept(monkeypatch):
 def test_the_kept_weights_blend_base_and_best_when_the_blend_still_beats_the_base(monkeypatch, blend_scores, kept):
     # base 1.0, step 5: 0.8 (best), step 10: 0.85, then the halfway blend of base and step 5.
     _scripted(monkeypatch, [1.0, 0.8, 0.85, blend_scores[0]], [1.0, 1.0, 1.0, blend_scores[1]])
-    snapshots = {}
-
-    class Spy(model_selection.ValidationTracker):
-        def evaluate(self, model, step):
-            snapshots[step] = trainable_state(model)
-            return super().evaluate(model, step)
-
-    monkeypatch.setattr("tsfm_core.finetune.ValidationTracker", Spy)
+    snapshots = _snapshots_at_evaluations(monkeypatch)
     cfg = FinetuneConfig(steps=10, depth=1, learning_rate=1e-2, batch_size=4, eval_every=5, weight_blend=0.5)
     result = finetune(_model(), [seasonal_series(200)], cfg)
     v = result.validation
