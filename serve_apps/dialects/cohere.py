@@ -23,6 +23,7 @@ from tsfm_core.finetune import (
     FinetuneConfig,
     LoraConfig,
 )
+from tsfm_core.validation import MIN_VALIDATION_HORIZON
 
 LORA_TARGETS = {"LORA_TARGET_MODULES_QV": "QV", "LORA_TARGET_MODULES_QKVO": "QKVO",
                 "LORA_TARGET_MODULES_QKVO_FFN": "QKVO_FFN", "LORA_TARGET_MODULES_UNSPECIFIED": None}
@@ -75,6 +76,8 @@ class CohereHyperparameters(BaseModel):
     lora_alpha: PositiveCount | None = Field(default=None, le=MAX_LORA_ALPHA)
     lora_target_modules: Literal["LORA_TARGET_MODULES_QKVO", "LORA_TARGET_MODULES_QV", "LORA_TARGET_MODULES_QKVO_FFN",
                                  "LORA_TARGET_MODULES_UNSPECIFIED"] | None = None
+    # tsfm-cluster extension, as in the OpenAI dialect: validation windows of the horizon you forecast at.
+    validation_horizon: PositiveCount | None = Field(default=None, ge=MIN_VALIDATION_HORIZON, le=4096)
 
 
 class WandbSettings(BaseModel):
@@ -142,7 +145,8 @@ def training_spec(body: FinetunedModelBody, base_model: str, n_windows: int, max
     finetune = FinetuneConfig(steps=steps, depth=1 if lora else finetune_depth(n_windows), loss="default",
                               learning_rate=h.learning_rate or 1e-3, batch_size=batch, lora=lora, seed=0,
                               early_stopping_patience=h.early_stopping_patience,
-                              early_stopping_threshold=h.early_stopping_threshold or 0.0)
+                              early_stopping_threshold=h.early_stopping_threshold or 0.0,
+                              validation_horizon=h.validation_horizon)
     wandb = body.settings.wandb
     return TrainingSpec(base_model=base_model, finetune=finetune, checkpoint_every=max(1, min(50, steps // 4)),
                         epochs=epochs, tracking=TrackingConfig(wandb=wandb.target() if wandb else None))

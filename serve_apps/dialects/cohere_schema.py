@@ -23,6 +23,7 @@ class HyperparametersView(Out):
     lora_rank: int | None = None
     lora_alpha: int | None = None
     lora_target_modules: str | None = None
+    validation_horizon: int | None = None
 
 
 class SettingsView(Out):

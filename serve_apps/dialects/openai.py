@@ -32,6 +32,7 @@ from tsfm_core.finetune import (
     FinetuneConfig,
     LoraConfig,
 )
+from tsfm_core.validation import MIN_VALIDATION_HORIZON
 
 AUTO_EPOCHS, AUTO_BATCH, BASE_LR = 3, 32, 1e-3
 MAX_LR_MULTIPLIER = MAX_LEARNING_RATE / BASE_LR
@@ -50,6 +51,9 @@ class Hyperparameters(BaseModel):
     lora_rank: PositiveCount | None = Field(default=None, le=256)
     lora_alpha: Number = Field(default=16.0, gt=0, le=MAX_LORA_ALPHA)
     lora_target_modules: LoraTargets = "QV"
+    # The horizon the model will forecast at: validation windows of that length (docs/benchmarks.md,
+    # "Does fine-tuning help?": better kept models than the default 32-step window at every depth).
+    validation_horizon: PositiveCount | None = Field(default=None, ge=MIN_VALIDATION_HORIZON, le=4096)
 
 
 class SupervisedMethod(BaseModel):
@@ -155,7 +159,8 @@ def training_spec(h: Hyperparameters, file: FileRecord, base_model: str, seed: i
         steps = max_steps
     lora = LoraConfig(rank=h.lora_rank, alpha=h.lora_alpha, targets=h.lora_target_modules) if h.lora_rank else None
     finetune = FinetuneConfig(steps=steps, depth=h.finetune_depth, loss=h.finetune_loss,
-                              learning_rate=BASE_LR * multiplier, batch_size=batch, lora=lora, seed=seed)
+                              learning_rate=BASE_LR * multiplier, batch_size=batch, lora=lora, seed=seed,
+                              validation_horizon=h.validation_horizon)
     return TrainingSpec(base_model=base_model, finetune=finetune, checkpoint_every=max(1, min(50, steps // 4)),
                         epochs=epochs)
 
@@ -183,7 +188,8 @@ def job_view(job: JobRecord) -> dict:
         "fine_tuned_model": job_model_name(job) if job.status == JobStatus.SUCCEEDED else None,
         "finished_at": int(job.finished_at) if job.finished_at else None,
         "hyperparameters": {**method, "steps": ft.steps, "finetune_depth": ft.depth, "finetune_loss": ft.loss,
-                            "lora_rank": ft.lora.rank if ft.lora else None},
+                            "lora_rank": ft.lora.rank if ft.lora else None,
+                            "validation_horizon": ft.validation_horizon},
         "model": job.model,
         "organization_id": job.organization,
         "result_files": job.result_files or [],

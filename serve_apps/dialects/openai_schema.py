@@ -52,6 +52,7 @@ class JobHyperparameters(Out):
     finetune_depth: int | None = None
     finetune_loss: str | None = None
     lora_rank: int | None = None
+    validation_horizon: int | None = None
 
 
 class SupervisedView(Out):

@@ -66,9 +66,11 @@ def test_invalid_files_are_422_naming_the_file(http, name, content):
 
 def test_openai_job_lifecycle_and_forecast_with_the_result(oa, http, training_file):
     job = oa.fine_tuning.jobs.create(model="timegpt-1", training_file=training_file.id, seed=3,
-                                     hyperparameters={"n_epochs": 2, "batch_size": 16}, suffix="demo")
+                                     hyperparameters={"n_epochs": 2, "batch_size": 16, "validation_horizon": 8},
+                                     suffix="demo")
     assert job.status == "queued" and job.object == "fine_tuning.job" and job.fine_tuned_model is None
     assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.batch_size == 16
+    assert job.to_dict()["hyperparameters"]["validation_horizon"] == 8  # our extension, echoed
     done = wait_for(lambda: oa.fine_tuning.jobs.retrieve(job.id), lambda j: j.status in ("succeeded", "failed", "cancelled"))
     assert done.status == "succeeded", done.error
     assert done.trained_tokens > 0 and done.finished_at >= done.created_at and done.estimated_finish is None

@@ -35,6 +35,20 @@ def test_openai_method_hyperparameters_and_lora():
     assert (ft.lora.rank, ft.lora.targets) == (8, "QKVO")
 
 
+def test_openai_validation_horizon_sets_the_validation_windows_length():
+    body = openai.JobCreate.model_validate({"model": "tsfm-base", "training_file": "file-1",
+                                            "hyperparameters": {"validation_horizon": 12}})
+    spec = openai.training_spec(body.resolved_hyperparameters(), _file(), "tsfm-base", 0, 32, max_steps=10_000)
+    assert spec.finetune.validation_horizon == 12
+    default = openai.training_spec(openai.Hyperparameters(), _file(), "tsfm-base", 0, 32, max_steps=10_000)
+    assert default.finetune.validation_horizon is None  # the model's output patch
+    for bad in (3, 0, 5000, "12"):
+        with pytest.raises(ValidationError) as err:
+            openai.JobCreate.model_validate({"model": "m", "training_file": "f",
+                                             "hyperparameters": {"validation_horizon": bad}})
+        assert err.value.errors()[0]["loc"][:2] == ("hyperparameters", "validation_horizon")
+
+
 def test_openai_rejects_unknown_loss_naming_the_field():
     with pytest.raises(ValidationError) as err:
         openai.JobCreate.model_validate({"model": "m", "training_file": "f",
@@ -60,12 +74,12 @@ def test_cohere_settings_become_a_spec():
     body = cohere.FinetunedModelBody.model_validate({
         "name": "m", "settings": {"base_model": {"base_type": "BASE_TYPE_CHAT"}, "dataset_id": "file-1",
                                   "hyperparameters": {"train_epochs": 2, "train_batch_size": 8, "learning_rate": 0.01,
-                                                      "early_stopping_patience": 3,
+                                                      "early_stopping_patience": 3, "validation_horizon": 14,
                                                       "lora_target_modules": "LORA_TARGET_MODULES_QKVO"}}})
     spec = cohere.training_spec(body, "tsfm-base", n_windows=20, max_steps=10_000)
     ft = spec.finetune
     assert (spec.epochs, spec.steps, ft.batch_size, ft.learning_rate) == (2, 6, 8, 0.01)
-    assert (ft.lora.rank, ft.lora.targets, ft.early_stopping_patience) == (8, "QKVO", 3)
+    assert (ft.lora.rank, ft.lora.targets, ft.early_stopping_patience, ft.validation_horizon) == (8, "QKVO", 3, 14)
     # Explicit epochs beyond the step limit are refused naming the field (no silent cap) ...
     with pytest.raises(ApiError) as err:
         cohere.training_spec(body, "tsfm-base", n_windows=20, max_steps=4)
