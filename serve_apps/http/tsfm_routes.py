@@ -42,8 +42,10 @@ async def stats(_: Caller = Depends(caller), svc: Services = Depends(services)) 
             "metrics_endpoints": await asyncio.to_thread(metrics_endpoints)}
 
 
-# Bodies larger than this are decoded, validated and answered in a worker thread, so a bulk
-# request's parsing does not hold the event loop that every small request of the replica shares.
+# Bodies larger than this are decoded, validated and answered in a worker thread. That keeps the
+# event loop turning between the GIL-holding C calls (orjson, pydantic-core) but not during them,
+# so the Ingress hands such bodies to the ModelServer whole (http/bulk_lane.py); this is for where
+# they are still answered: the ModelServer itself, and bodies sent without a Content-Length.
 OFF_LOOP_BYTES = 256 * 1024
 
 
