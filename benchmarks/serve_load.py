@@ -4,6 +4,8 @@ process running the same app and model code (benchmarks/bare_server.py); the rat
     python benchmarks/serve_load.py                       # both servers, every workload, writes JSON
     python benchmarks/serve_load.py --quick               # c1/c16/c64 only, fewer requests
     python benchmarks/serve_load.py --url http://host:8000 --targets serve
+    python benchmarks/serve_load.py --targets serve,serve_bulk_inline --workloads W1 --levels 16 --bulk-series 2000
+        # the HTTP bulk lane on and off (TSFM_BULK_BODY_BYTES=0), mixed run included
 
 Workloads: W1 = 1 series x 256 points, h=24, 3 quantiles; W2 = 16 series x 512 points, h=64. Each
 runs on /v1/forecast (TSFM.ai) and /v2/forecast (Nixtla) at concurrency 1/16/64/256 with an async
