@@ -69,7 +69,7 @@ class Services:
             local = ModelEngine(resolver.model_dir, torch_device(settings.use_gpu),
                                 max_batch_series=settings.max_batch_series, max_pending=settings.max_pending,
                                 metrics=metrics, stats_n_jobs=settings.stats_n_jobs,
-                                stats_concurrency=settings.stats_concurrency)
+                                stats_concurrency=settings.stats_concurrency, max_wait_s=settings.max_queue_wait_s)
         models = ModelClient(local, model_server, settings.bulk_points, metrics)
         jobs = JobStore(settings.database_url)
         base = BaseShape.bundled()

@@ -50,6 +50,9 @@ class Settings:
     max_pending: int = field(default_factory=lambda: _env_int("TSFM_MAX_PENDING", 256))
     # Seconds a replica being scaled down or redeployed may take to finish the requests it holds.
     drain_timeout_s: int = field(default_factory=lambda: _env_int("TSFM_DRAIN_TIMEOUT_S", 300))
+    # Seconds of queued model work (estimated from the measured passes) past which a new forecast is
+    # answered 503 + Retry-After instead of queued: below common client timeouts (the nixtla SDK's 60 s).
+    max_queue_wait_s: float = field(default_factory=lambda: float(os.environ.get("TSFM_MAX_QUEUE_WAIT_S", "20")))
     bulk_max_pending: int = field(default_factory=lambda: _env_int("TSFM_BULK_MAX_PENDING", 32))
     # Forecasts with more input points than this go to the ModelServer deployment (the bulk lane).
     bulk_points: int = field(default_factory=lambda: _env_int("TSFM_BULK_POINTS", 100_000))

@@ -23,6 +23,13 @@ MIXTURE_POINTS = 50
 ROLLOUT_RHO = 0.9
 
 
+def model_rows(horizon: int, output_patch_len: int) -> int:
+    """Rows one series puts through the model for `horizon` steps: its first patch, then
+    ROLLOUT_PATHS rows per later patch (what a request costs, for admission bounds)."""
+    later = max(0, -(-horizon // output_patch_len) - 1)
+    return 1 + ROLLOUT_PATHS * later
+
+
 @dataclass
 class ForecastResult:
     """Per series: `median[H, C]`, `quantiles[L, H, C]` at the requested levels."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,17 +39,28 @@ from serve_apps.replica.metrics import ServingMetrics
 from tsfm_core.checkpoint import BASE_MODEL_ID, load_model, save_finetuned
 from tsfm_core.ensemble import EnsembleForecast
 from tsfm_core.finetune import finetune, finetuned_copy
-from tsfm_core.predict import Forecaster, ForecastResult
+from tsfm_core.predict import Forecaster, ForecastResult, model_rows
 
 log = logging.getLogger("ray.serve")
 
 
 class Overloaded(RuntimeError):
-    """More requests wait than the engine may hold; the caller should retry after `retry_after_s`."""
+    """More requests (or more seconds of work) wait than the engine may hold; the caller should
+    retry after `retry_after_s`."""
 
-    def __init__(self, waiting: int, retry_after_s: int = 1):
-        super().__init__(f"the server is at capacity ({waiting} requests waiting); retry after {retry_after_s} s")
+    def __init__(self, waiting: int, retry_after_s: int = 1, wait_s: float | None = None):
+        work = f", about {wait_s:.0f} s of work" if wait_s is not None else ""
+        super().__init__(f"the server is at capacity ({waiting} requests waiting{work}); retry after {retry_after_s} s")
         self.retry_after_s = retry_after_s
+
+
+# Model rows of a forecast call, the unit the queue's wait is estimated in (a 16-series, h=64 call
+# costs 16 x 9 rows: the rollout multiplies rows by paths, so series alone would misjudge it).
+BASE_OUTPUT_PATCH = 32
+
+
+def _rows(call: ForecastCall) -> int:
+    return len(call.request.series) * model_rows(call.request.horizon, BASE_OUTPUT_PATCH)
 
 
 @dataclass
@@ -61,7 +73,7 @@ class _Pending:
 class ModelEngine:
     def __init__(self, model_dir: Callable[[str], Path], device: str = "cpu", max_models: int = 8,
                  max_batch_series: int = 4096, max_pending: int = 512, metrics: ServingMetrics | None = None,
-                 stats_n_jobs: int = 0, stats_concurrency: int = 2):
+                 stats_n_jobs: int = 0, stats_concurrency: int = 2, max_wait_s: float | None = None):
         self.model_dir, self.device = model_dir, device
         self.cpu_ids = CATALOG.cpu_ids
         self.stats_n_jobs = stats_n_jobs or None  # None: every CPU
@@ -77,6 +89,13 @@ class ModelEngine:
         self._worker: asyncio.Task | None = None  # held: the loop keeps only weak references to tasks
         self.passes = 0
         self.requests_batched = 0
+        # The waiting bound in time: a request whose estimated wait (the rows ahead of it and its own,
+        # at the measured seconds per row) is longer than this is shed, so a client is answered 503
+        # rather than left to time out behind a queue of heavy requests. None: off.
+        self.max_wait_s = max_wait_s
+        self._row_s: float | None = None  # moving average of seconds per model row, from the passes
+        self._pending_rows = 0
+        self._inflight_rows = 0
 
     # ---- models ------------------------------------------------------------------------------------
     async def model(self, model_id: str) -> Forecaster:
@@ -165,8 +184,15 @@ class ModelEngine:
         if len(self._pending) >= self.max_pending:
             self.metrics.shed()
             raise Overloaded(len(self._pending))
+        rows = _rows(call)
+        if self.max_wait_s is not None and self._row_s is not None and self._pending:
+            wait = (self._inflight_rows + self._pending_rows + rows) * self._row_s
+            if wait > self.max_wait_s:
+                self.metrics.shed()
+                raise Overloaded(len(self._pending), max(1, math.ceil(wait - self.max_wait_s)), wait)
         item = _Pending(model_id, call)
         self._pending.append(item)
+        self._pending_rows += rows
         self.metrics.queue_depth(len(self._pending))
         self._ensure_worker()
         self._wake.set()
@@ -186,6 +212,8 @@ class ModelEngine:
                 break
             taken, series = taken + 1, series + n
         batch, self._pending = self._pending[:taken], self._pending[taken:]
+        self._inflight_rows = sum(_rows(item.call) for item in batch)
+        self._pending_rows -= self._inflight_rows
         self.metrics.queue_depth(len(self._pending))
         return batch
 
@@ -213,7 +241,11 @@ class ModelEngine:
                         item.future.set_result(out)
             self.passes += 1
             self.requests_batched += len(batch)
-            self.metrics.model_pass(len(batch), time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            per_row = seconds / max(1, self._inflight_rows)
+            self._row_s = per_row if self._row_s is None else 0.7 * self._row_s + 0.3 * per_row
+            self._inflight_rows = 0
+            self.metrics.model_pass(len(batch), seconds)
 
     # ---- fine-tuning ---------------------------------------------------------------------------------
     async def finetune(self, base_id: str, call: FinetuneCall) -> int:

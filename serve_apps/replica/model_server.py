@@ -39,7 +39,8 @@ class ModelServer:
                                   max_pending=(self.settings.max_pending if self.settings.model_server_only
                                                else self.settings.bulk_max_pending), metrics=ServingMetrics(),
                                   stats_n_jobs=self.settings.stats_n_jobs,
-                                  stats_concurrency=self.settings.stats_concurrency)
+                                  stats_concurrency=self.settings.stats_concurrency,
+                                  max_wait_s=self.settings.max_queue_wait_s)
 
     @serve.multiplexed(max_num_models_per_replica=8)
     async def get_model(self, model_id: str) -> Forecaster:

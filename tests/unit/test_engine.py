@@ -85,3 +85,26 @@ def test_a_failing_model_answers_only_its_own_requests():
 def test_points_count_every_channel(n):
     call = ForecastCall(ForecastRequest([Series(values=np.ones((10, n), dtype=np.float32))], horizon=2))
     assert call.points == 10 * n
+
+
+def test_requests_past_the_waiting_bound_in_seconds_are_shed_with_their_wait():
+    # Rows, not requests, are the unit: an h=64 call costs 9 model rows a series (the rollout's
+    # paths), so a short queue of them can be more work than a client waits for.
+    engine = _engine(max_wait_s=0.001)
+    heavy = ForecastCall(ForecastRequest([Series(values=seasonal_series(256, seed=i)[:, None]) for i in range(4)],
+                                         horizon=64, levels=[0.5]))
+
+    async def main():
+        await engine.forecast("tsfm-base", heavy)  # measures seconds per row
+        return await asyncio.gather(*(engine.forecast("tsfm-base", heavy) for _ in range(4)), return_exceptions=True)
+    outcomes = asyncio.run(main())
+    shed = [o for o in outcomes if isinstance(o, Overloaded)]
+    # The first finds nothing waiting and is run; the others would wait past the bound.
+    assert len(shed) == 3 and not isinstance(outcomes[0], Exception)
+    assert "s of work" in str(shed[0]) and shed[0].retry_after_s >= 1
+    # Off (None), or a bound the work fits in: nothing is shed.
+    for engine in (_engine(), _engine(max_wait_s=600)):
+        async def calm():
+            await engine.forecast("tsfm-base", heavy)
+            return await asyncio.gather(*(engine.forecast("tsfm-base", heavy) for _ in range(4)))
+        assert len(asyncio.run(calm())) == 4
