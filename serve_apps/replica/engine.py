@@ -36,7 +36,7 @@ from serve_apps.models.catalog import CATALOG, ENSEMBLE, THIRD_PARTY
 from serve_apps.replica.calls import EnsembleCall, FinetuneCall, ForecastCall, RequestRejected
 from serve_apps.replica.cpu_models import build_cpu_model, run_ensemble
 from serve_apps.replica.metrics import ServingMetrics
-from tsfm_core.checkpoint import BASE_MODEL_ID, load_model, save_finetuned
+from tsfm_core.checkpoint import BASE_MODEL_DIR, BASE_MODEL_ID, load_model, read_config, save_finetuned
 from tsfm_core.ensemble import EnsembleForecast
 from tsfm_core.finetune import finetune, finetuned_copy
 from tsfm_core.predict import Forecaster, ForecastResult, model_rows
@@ -54,19 +54,13 @@ class Overloaded(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
-# Model rows of a forecast call, the unit the queue's wait is estimated in (a 16-series, h=64 call
-# costs 16 x 9 rows: the rollout multiplies rows by paths, so series alone would misjudge it).
-BASE_OUTPUT_PATCH = 32
-
-
-def _rows(call: ForecastCall) -> int:
-    return len(call.request.series) * model_rows(call.request.horizon, BASE_OUTPUT_PATCH)
-
-
 @dataclass
 class _Pending:
     model_id: str
     call: ForecastCall
+    # Model rows the call costs, the unit the queue's wait is estimated in (a 16-series, h=64 call
+    # costs 16 x 9 rows: the rollout multiplies rows by paths, so series alone would misjudge it).
+    rows: int
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -94,8 +88,9 @@ class ModelEngine:
         # rather than left to time out behind a queue of heavy requests. None: off.
         self.max_wait_s = max_wait_s
         self._row_s: float | None = None  # moving average of seconds per model row, from the passes
-        self._pending_rows = 0
-        self._inflight_rows = 0
+        self._inflight_rows = 0  # of the batch in the model now
+        # Rows are counted with the bundled model's output patch (third-party models are costed alike).
+        self._output_patch = read_config(BASE_MODEL_DIR)["model"]["output_patch_len"]
 
     # ---- models ------------------------------------------------------------------------------------
     async def model(self, model_id: str) -> Forecaster:
@@ -184,15 +179,13 @@ class ModelEngine:
         if len(self._pending) >= self.max_pending:
             self.metrics.shed()
             raise Overloaded(len(self._pending))
-        rows = _rows(call)
+        item = _Pending(model_id, call, len(call.request.series) * model_rows(call.request.horizon, self._output_patch))
         if self.max_wait_s is not None and self._row_s is not None and self._pending:
-            wait = (self._inflight_rows + self._pending_rows + rows) * self._row_s
+            wait = (self._inflight_rows + sum(p.rows for p in self._pending) + item.rows) * self._row_s
             if wait > self.max_wait_s:
                 self.metrics.shed()
                 raise Overloaded(len(self._pending), max(1, math.ceil(wait - self.max_wait_s)), wait)
-        item = _Pending(model_id, call)
         self._pending.append(item)
-        self._pending_rows += rows
         self.metrics.queue_depth(len(self._pending))
         self._ensure_worker()
         self._wake.set()
@@ -212,8 +205,7 @@ class ModelEngine:
                 break
             taken, series = taken + 1, series + n
         batch, self._pending = self._pending[:taken], self._pending[taken:]
-        self._inflight_rows = sum(_rows(item.call) for item in batch)
-        self._pending_rows -= self._inflight_rows
+        self._inflight_rows = sum(item.rows for item in batch)
         self.metrics.queue_depth(len(self._pending))
         return batch
 
