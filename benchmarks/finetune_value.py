@@ -1,7 +1,7 @@
 """Does fine-tuning help? Holdout accuracy of fine-tuned vs base models on real series from PyPI wheels.
 
-    PYTHONPATH=. python benchmarks/finetune_value.py            # full run (about 2 h on one core)
-    PYTHONPATH=. python benchmarks/finetune_value.py --quick    # about 4 min
+    PYTHONPATH=. python benchmarks/finetune_value.py            # full run (hours on one core)
+    PYTHONPATH=. python benchmarks/finetune_value.py --quick    # about 3 min per configuration
 
 Series: statsmodels.datasets (macrodata, sunspots, nile, elnino, co2); when the sktime wheel
 is installed (`pip install --no-deps sktime`; only its bundled CSVs are read, sktime is never
@@ -177,7 +177,7 @@ def summarise_runs(runs: list[dict]) -> dict:
                 kept = (sum(1 for r in sel if (r["validation"] or {}).get("selected_step") == 0)
                         if mode != "before" else None)
                 entry = summarise([x for r in sel for x in r["ratios"].values()], kept, len(sel))
-                # Groups differ in length and horizon (14 of the 24 series are short quarterly ones).
+                # Groups differ in length and horizon (14 of the 43 series are short quarterly macro ones).
                 entry["by_group"] = {g: {k: v for k, v in summarise(
                     [x for r in sel if r["group"] == g for x in r["ratios"].values()], None, 0).items()
                     if k in ("series", "helped", "hurt", "geomean_mase_ratio")}
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     base = load_model()
     groups = [g for g in load_groups() if not args.groups or g.name in args.groups.split(",")]
-    per_series_cap = args.per_series_cap or (1 if args.quick else None)
+    args.per_series_cap = args.per_series_cap or (1 if args.quick else None)
     configs = configurations(args.quick)
     if args.configs:
         configs = {k: v for k, v in configs.items() if k in args.configs.split(",")}
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         for scope in args.scopes.split(","):
             if scope == "per_group" and len(g.series) == 1:
                 continue  # the same fine-tune as per_series
-            tasks = ([{uid: s} for uid, s in per_series_sample(g, per_series_cap).items()
+            tasks = ([{uid: s} for uid, s in per_series_sample(g, args.per_series_cap).items()
                       if not args.series or uid in args.series.split(",")] if scope == "per_series"
                      else [g.series])
             for task in tasks:
