@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from serve_apps.dialects.numbers import Number, PositiveCount
+from serve_apps.dialects.numbers import Number, PositiveCount, ValidationHorizon
 from serve_apps.errors import ApiError, invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
 from serve_apps.models.registry import ModelRecord, ModelStatus
@@ -23,7 +23,6 @@ from tsfm_core.finetune import (
     FinetuneConfig,
     LoraConfig,
 )
-from tsfm_core.validation import MIN_VALIDATION_HORIZON
 
 LORA_TARGETS = {"LORA_TARGET_MODULES_QV": "QV", "LORA_TARGET_MODULES_QKVO": "QKVO",
                 "LORA_TARGET_MODULES_QKVO_FFN": "QKVO_FFN", "LORA_TARGET_MODULES_UNSPECIFIED": None}
@@ -76,8 +75,8 @@ class CohereHyperparameters(BaseModel):
     lora_alpha: PositiveCount | None = Field(default=None, le=MAX_LORA_ALPHA)
     lora_target_modules: Literal["LORA_TARGET_MODULES_QKVO", "LORA_TARGET_MODULES_QV", "LORA_TARGET_MODULES_QKVO_FFN",
                                  "LORA_TARGET_MODULES_UNSPECIFIED"] | None = None
-    # tsfm-cluster extension, as in the OpenAI dialect: validation windows of the horizon you forecast at.
-    validation_horizon: PositiveCount | None = Field(default=None, ge=MIN_VALIDATION_HORIZON, le=4096)
+    # tsfm-cluster extension, as in the OpenAI dialect (numbers.ValidationHorizon).
+    validation_horizon: ValidationHorizon | None = None
 
 
 class WandbSettings(BaseModel):

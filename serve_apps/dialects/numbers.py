@@ -18,6 +18,7 @@ from pydantic import AfterValidator, Field, PlainValidator, StrictFloat, StrictI
 from serve_apps.errors import ApiError
 from tsfm_core.predict import ForecastResult
 from tsfm_core.tokenizer import MAX_ABS_INPUT
+from tsfm_core.validation import MIN_VALIDATION_HORIZON
 
 MAX_ABS_VALUE = MAX_ABS_INPUT  # why 1e30 and not float32's 3.4e38: see tsfm_core.tokenizer
 
@@ -36,6 +37,9 @@ Number = Annotated[StrictInt | StrictFloat, AfterValidator(_bounded)]
 # A count (horizon, sizes, steps): an integer, never a bool.
 Count = StrictInt
 PositiveCount = Annotated[StrictInt, Field(ge=1)]
+# tsfm-cluster's fine-tune hyperparameter (OpenAI and Cohere jobs): validation windows of the horizon
+# the caller will forecast at (up to the model's output patch), as Nixtla calls get from `h`.
+ValidationHorizon = Annotated[StrictInt, Field(ge=MIN_VALIDATION_HORIZON, le=4096)]
 
 
 def _cell(x: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_apps.dialects.numbers import Number, PositiveCount
+from serve_apps.dialects.numbers import Number, PositiveCount, ValidationHorizon
 from serve_apps.dialects.types import Depth, LoraTargets, Loss
 from serve_apps.errors import invalid
 from serve_apps.finetuning.store import EventRecord, JobRecord, JobStatus
@@ -32,7 +32,6 @@ from tsfm_core.finetune import (
     FinetuneConfig,
     LoraConfig,
 )
-from tsfm_core.validation import MIN_VALIDATION_HORIZON
 
 AUTO_EPOCHS, AUTO_BATCH, BASE_LR = 3, 32, 1e-3
 MAX_LR_MULTIPLIER = MAX_LEARNING_RATE / BASE_LR
@@ -53,7 +52,7 @@ class Hyperparameters(BaseModel):
     lora_target_modules: LoraTargets = "QV"
     # The horizon the model will forecast at: validation windows of that length (docs/benchmarks.md,
     # "Does fine-tuning help?": better kept models than the default 32-step window at every depth).
-    validation_horizon: PositiveCount | None = Field(default=None, ge=MIN_VALIDATION_HORIZON, le=4096)
+    validation_horizon: ValidationHorizon | None = None
 
 
 class SupervisedMethod(BaseModel):
