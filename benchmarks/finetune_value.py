@@ -178,10 +178,13 @@ def summarise_runs(runs: list[dict]) -> dict:
                         if mode != "before" else None)
                 entry = summarise([x for r in sel for x in r["ratios"].values()], kept, len(sel))
                 # Groups differ in length and horizon (14 of the 43 series are short quarterly macro ones).
-                entry["by_group"] = {g: {k: v for k, v in summarise(
-                    [x for r in sel if r["group"] == g for x in r["ratios"].values()], None, 0).items()
-                    if k in ("series", "helped", "hurt", "geomean_mase_ratio")}
-                    for g in dict.fromkeys(r["group"] for r in sel)}
+                by_group: dict[str, list[float]] = {}
+                for r in sel:
+                    by_group.setdefault(r["group"], []).extend(r["ratios"].values())
+                entry["by_group"] = {}
+                for g, ratios in by_group.items():
+                    full = summarise(ratios, None, 0)
+                    entry["by_group"][g] = {k: full[k] for k in ("series", "helped", "hurt", "geomean_mase_ratio")}
                 summary.setdefault(scope, {}).setdefault(mode, {})[cname] = entry
     return summary
 
